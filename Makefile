@@ -1,0 +1,66 @@
+# Thin front for CMake.  `make test` is the command README.md and .ci/run use.
+#
+#   make deps   install the Debian packages the project needs (only those missing)
+#   make        configure + build (RelWithDebInfo) into build/
+#   make test   deps + build + run the whole Criterion suite through CTest
+#   make bench  run the micro-benchmarks (Google Benchmark) and print the figures
+#   make asan   build into build-asan/ with ASan+UBSan and run the suite
+#   make tsan   build into build-tsan/ with TSan and run the threaded tests
+#   make run    the quick-start demo (see README.md)
+
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+CTEST_ARGS ?=
+PACKAGES   := build-essential cmake pkg-config liburing-dev libmimalloc-dev libcbor-dev \
+              libcriterion-dev libbenchmark-dev python3-cbor2
+
+.PHONY: all deps build test bench asan tsan run clean format
+
+all: build
+
+deps:
+	@missing=""; for p in $(PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing$$missing"; \
+		if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: deps
+	$(MAKE) build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+bench: deps
+	$(MAKE) build
+	$(BUILD)/perf/sw-bench --benchmark_min_time=0.2
+
+asan: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSW_SANITIZE=asan -DSW_BUILD_BENCH=OFF
+	cmake --build build-asan -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --test-dir build-asan --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSW_SANITIZE=tsan -DSW_BUILD_BENCH=OFF
+	cmake --build build-tsan -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		ctest --test-dir build-tsan --output-on-failure -L threads $(CTEST_ARGS)
+
+run: deps
+	$(MAKE) build
+	$(BUILD)/perf/sw-demo
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc')
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan
