@@ -54,15 +54,6 @@ static void spawn_fds_close(struct spawn_fds *f)
 	close_fd(&f->slave);
 }
 
-static int set_nonblock(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -errno;
-	return 0;
-}
-
 static int open_pty(struct spawn_fds *f, uint16_t rows, uint16_t cols)
 {
 	char name[128];
@@ -280,7 +271,9 @@ int agent_spawn(const struct agent_spawn_req *req, struct agent_child *out,
 		goto err_setup;
 	}
 
-	pid = fork();
+	/* vfork: the parent waits until the child execs or fails, and nothing is copied.
+	 * The child only calls async-signal-safe functions and never returns. */
+	pid = vfork();
 	if (pid < 0) {
 		rc = errno;
 		goto err_setup;
@@ -308,14 +301,9 @@ int agent_spawn(const struct agent_spawn_req *req, struct agent_child *out,
 	close_fd(&f.report[0]);
 
 	if (req->tty) {
-		if ((rc = set_nonblock(f.master)) < 0)
-			goto err_after_fork;
 		*out = (struct agent_child){pid, f.master, f.master, -1};
 		f.master = -1;
 	} else {
-		if ((rc = set_nonblock(f.in[1])) < 0 || (rc = set_nonblock(f.out[0])) < 0 ||
-			(rc = set_nonblock(f.errp[0])) < 0)
-			goto err_after_fork;
 		*out = (struct agent_child){pid, f.in[1], f.out[0], f.errp[0]};
 		f.in[1] = f.out[0] = f.errp[0] = -1;
 	}
@@ -323,12 +311,6 @@ int agent_spawn(const struct agent_spawn_req *req, struct agent_child *out,
 	free(envp);
 	return 0;
 
-err_after_fork:
-	/* Practically unreachable (fcntl on our own fd); do not leave a child behind. */
-	kill(pid, SIGKILL);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
-	rc = -rc;
 err_setup:
 	e->stage = AGENT_STAGE_SETUP;
 	e->err = rc;

@@ -55,11 +55,16 @@ enum agent_spawn_stage {
 	AGENT_STAGE_EXEC,
 };
 
-/* The child as the agent's loop sees it.  PTY mode: stdin_fd == stdout_fd (master), stderr_fd = -1. */
+/*
+ * The child as the agent's loop sees it.  PTY mode: stdin_fd == stdout_fd
+ * (the master), stderr_fd = -1.  The fds stay blocking: the loop drives them
+ * through io_uring, which waits for readiness itself (an O_NONBLOCK fd would
+ * make io_uring complete with -EAGAIN instead).
+ */
 struct agent_child {
 	pid_t pid;
-	int stdin_fd;  /* write end, non-blocking, close-on-exec */
-	int stdout_fd; /* read end, non-blocking, close-on-exec */
+	int stdin_fd;  /* write end, close-on-exec */
+	int stdout_fd; /* read end, close-on-exec */
 	int stderr_fd; /* read end, or -1 in PTY mode */
 };
 

@@ -56,7 +56,7 @@ int agent_transport_find_port(const char *sysfs, const char *name, char *dev, si
 
 int agent_transport_open_port(const char *path)
 {
-	int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	int fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
 
 	return fd < 0 ? -errno : fd;
 }
@@ -67,7 +67,7 @@ int agent_transport_adopt_fd(int fd)
 
 	if (fl < 0)
 		return -errno;
-	if (fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+	if (fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
 		return -errno;
 	return fd;
 }

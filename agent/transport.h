@@ -20,15 +20,19 @@
 int agent_transport_find_port(const char *sysfs, const char *name, char *dev, size_t cap);
 
 /*
- * Open a console device once, read+write, non-blocking, close-on-exec (a
- * second open of a virtio port fails with EBUSY).  Returns the fd or -errno.
+ * Open a console device once, read+write, close-on-exec (a second open of a
+ * virtio port fails with EBUSY).  Returns the fd or -errno.
+ *
+ * Console fds stay blocking: the agent drives them through io_uring, which
+ * waits for readiness itself, while an O_NONBLOCK fd would make io_uring
+ * complete reads with -EAGAIN.
  */
 int agent_transport_open_port(const char *path);
 
 /*
- * Adopt an inherited descriptor: checks it is open and makes it
- * non-blocking and close-on-exec (so exec'd commands do not inherit the
- * console).  Returns <fd> or -errno (-EBADF when it is not open).
+ * Adopt an inherited descriptor: checks it is open, makes it blocking (see
+ * above) and close-on-exec (so exec'd commands do not inherit the console).
+ * Returns <fd> or -errno (-EBADF when it is not open).
  */
 int agent_transport_adopt_fd(int fd);
 

@@ -36,7 +36,8 @@ struct chunk {
 	uint16_t pool_id;        /* id of the owning shard/pool, for return routing */
 	uint16_t flags;          /* free for the current owner's use */
 	atomic_uint refs;        /* references; the chunk returns to its pool at 0 */
-	struct chunk *next;      /* free-list / batch link, owner of the pool only */
+	struct chunk *next;      /* free-list / queue link, for the current owner's use */
+	void *user;              /* current owner's use (e.g. the session that filled it) */
 	unsigned char data[];    /* cap bytes */
 };
 

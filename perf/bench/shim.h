@@ -11,7 +11,15 @@
 #ifndef SW_PERF_BENCH_SHIM_H
 #define SW_PERF_BENCH_SHIM_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Print, after the run, how many times faster <name> is than <baseline>. */
 int sw_bench_ratio(const char *name, const char *baseline);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* SW_PERF_BENCH_SHIM_H */

@@ -48,26 +48,26 @@ Test(agent_transport, finds_the_port_named_agent)
 	cr_assert_eq(system(path), 0);
 }
 
-Test(agent_transport, adopts_an_inherited_socket_as_nonblocking_cloexec)
+Test(agent_transport, adopts_an_inherited_socket_as_blocking_cloexec)
 {
 	int sv[2];
 
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	cr_assert_eq(agent_transport_adopt_fd(sv[0]), sv[0]);
-	cr_assert(fcntl(sv[0], F_GETFL) & O_NONBLOCK);
+	cr_assert_eq(fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0);
 	cr_assert(fcntl(sv[0], F_GETFD) & FD_CLOEXEC);
 	close(sv[0]);
 	close(sv[1]);
 	cr_assert_eq(agent_transport_adopt_fd(sv[0]), -EBADF);
 }
 
-Test(agent_transport, opens_a_device_read_write_nonblocking)
+Test(agent_transport, opens_a_device_read_write_cloexec)
 {
 	int fd = agent_transport_open_port("/dev/null");
 
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
-	cr_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
+	cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
 	close(fd);
 	cr_assert_eq(agent_transport_open_port("/nonexistent/port"), -ENOENT);
 }

@@ -1,0 +1,273 @@
+/*
+ * agent/internal.h - what the modules of sandwire-agent share (agent/ only).
+ *
+ * One thread, one io_uring.  Every object below is owned by that thread;
+ * nothing here crosses threads.
+ *
+ * Console channel, both directions (perspective: the agent's):
+ *
+ *   console fd --read--> rx[] --frames parsed in place--> dispatch
+ *                                     (stdin/tcp payload copied into a chunk
+ *                                      only when it must wait for its fd)
+ *   exec pipe / tcp socket --read into chunk payload--> header framed in the
+ *   chunk's headroom --> tx queue --writev (batched)--> console fd
+ *
+ * Every in-flight io_uring operation is a struct agent_op embedded in the
+ * object it works for; the object is freed only when its ops and its queued
+ * chunks are all gone (refs).
+ */
+#ifndef SW_AGENT_INTERNAL_H
+#define SW_AGENT_INTERNAL_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "agent/agent.h"
+#include "agent/heartbeat.h"
+#include "agent/sessmap.h"
+#include "proto/frame.h"
+#include "proto/msg.h"
+#include "ring/chunk.h"
+#include "ring/chunk_pool.h"
+
+/* Bounds (README "Bounds" lists them too). */
+#define AGENT_CHUNK_PAYLOAD 65536u    /* payload bytes per chunk (a pipe's or TCP read's size) */
+#define AGENT_POOL_CHUNKS 512u        /* chunks per agent: 32 MiB + headroom at most */
+#define AGENT_CTRL_RESERVE 32u        /* chunks data reads may not take (control frames) */
+#define AGENT_OUT_BUDGET 4u           /* chunks one output source may have queued */
+#define AGENT_IN_QUEUE_MAX (1u << 20) /* bytes queued toward one fd before the console pauses */
+#define AGENT_RX_READ 65536u          /* console read size */
+#define AGENT_RX_CAP (PROTO_MAX_WIRE_SIZE + AGENT_RX_READ) /* one maximal frame + one read */
+#define AGENT_TX_IOV 64u              /* chunks per console writev */
+#define AGENT_RING_ENTRIES 1024u
+#define AGENT_ARENA_SIZE (256u * 1024) /* decode scratch for one frame's lists */
+#define AGENT_SHUTDOWN_GRACE_MS 1500  /* SIGTERM -> SIGKILL on core.shutdown (wire.md) */
+#define AGENT_TCP_CONNECT_TIMEOUT_S 30
+
+enum agent_op_kind {
+	AGENT_OP_CON_READ = 1,
+	AGENT_OP_CON_WRITE,
+	AGENT_OP_SIGNAL,      /* signalfd readable: SIGCHLD, SIGTERM, SIGINT */
+	AGENT_OP_TICK,        /* 100 ms timer: heartbeat, grace periods */
+	AGENT_OP_SRC_READ,    /* an output source (exec pipe/pty, tcp socket) read */
+	AGENT_OP_SINK_WRITE,  /* an input sink (exec stdin, tcp socket) write */
+	AGENT_OP_TCP_CONNECT,
+	AGENT_OP_IGNORE,      /* completions nobody waits for (cancels, timeouts) */
+};
+
+struct agent_op {
+	uint8_t kind;
+};
+
+struct agent;
+struct agent_sess;
+
+/*
+ * An output source: reads into chunks and frames them as <type> on the
+ * session's id.  At most AGENT_OUT_BUDGET of its chunks sit in the tx queue;
+ * past that it stops reading (the guest->host budget of wire.md F9).
+ */
+struct agent_src {
+	struct agent_op op;
+	struct agent_sess *sess;
+	int fd;
+	enum proto_type type;   /* PROTO_T_EXEC_STDOUT/STDERR or PROTO_T_TCP_DATA */
+	bool reading;           /* a read is in flight */
+	bool eof;
+	bool is_socket;
+	uint64_t limit;         /* bytes it may still read (fs Read len); UINT64_MAX = no limit */
+	struct chunk *buf;      /* chunk the in-flight read fills */
+	unsigned queued;        /* chunks of this source in the tx queue */
+	struct agent_src *wait_next; /* on agent.src_waiting when no chunk was free */
+	bool waiting;
+};
+
+/*
+ * An input sink: chunks (copies of host payload) queued toward an fd, one
+ * write in flight.  <close_after> shuts it once drained (stdin EOF, tcp eof).
+ */
+struct agent_sink {
+	struct agent_op op;
+	struct agent_sess *sess;
+	int fd;
+	bool writing;
+	bool close_after;
+	bool closed;
+	bool hold;              /* queue but do not write yet (TCP still connecting) */
+	bool is_socket;
+	struct chunk *head, *tail;
+	size_t bytes;           /* queued, bounded by AGENT_IN_QUEUE_MAX */
+};
+
+enum agent_sess_kind { AGENT_SESS_EXEC = 1, AGENT_SESS_TCP, AGENT_SESS_FS };
+
+/* Common head of every session, keyed by its wire id. */
+struct agent_sess {
+	enum agent_sess_kind kind;
+	uint32_t id;
+	unsigned refs;          /* in-flight ops + queued chunks + 1 while live */
+	bool done;              /* terminal frame queued; no more frames for this id */
+	struct agent_sess *next_all; /* agent.sessions list */
+	struct agent_sess *prev_all;
+};
+
+struct agent_exec {
+	struct agent_sess s;
+	pid_t pid;
+	bool tty;
+	bool reaped;
+	int wstatus;
+	struct agent_src out, err;  /* err unused (fd -1) in PTY mode */
+	struct agent_sink in;
+	uint64_t term_deadline_ms;  /* SIGKILL after this (shutdown grace), 0 = none */
+};
+
+enum agent_tcp_state { AGENT_TCP_CONNECTING = 1, AGENT_TCP_OPEN, AGENT_TCP_CLOSED };
+
+struct agent_tcp {
+	struct agent_sess s;
+	enum agent_tcp_state state;
+	struct agent_op op_connect;
+	bool connecting_op;         /* the connect is in flight */
+	struct __kernel_timespec connect_timeout;
+	char where[300];            /* "host:port", for error texts */
+	struct agent_src rd;
+	struct agent_sink wr;
+};
+
+enum agent_boot_state { AGENT_BOOT_WAIT_BOOTSTRAP = 1, AGENT_BOOT_WAIT_ACK, AGENT_BOOT_RUNNING };
+
+struct agent_stats {
+	uint64_t frames_in, frames_out;
+	uint64_t bytes_in, bytes_out;
+	uint64_t copies, copied_bytes;     /* user-space payload copies (host->guest queueing) */
+	uint64_t dropped_unknown_id;       /* frames for ids with no session (counted, F14) */
+	uint64_t bad_frames;               /* answered with core.error */
+	uint64_t pool_overflow;            /* control chunks taken from the heap */
+};
+
+struct agent {
+	struct io_uring ring;
+	bool ring_ready;
+	const struct agent_config *cfg;
+	int con_fd;
+	int sig_fd;
+	enum agent_boot_state boot;
+	uint64_t init_start_ns;
+	struct proto_default_user default_user;
+	bool have_default_user;
+	char default_cwd[512];
+	bool have_default_cwd;
+
+	/* console in */
+	struct agent_op op_con_read, op_con_write, op_signal, op_tick;
+	struct __kernel_timespec tick;
+	uint8_t *rx;
+	size_t rx_off;                 /* first unprocessed byte */
+	size_t rx_len;                 /* bytes in rx[] */
+	bool rx_reading, rx_eof;
+	bool console_lost;             /* the host end is gone: nothing more can be sent */
+	unsigned rx_paused;            /* sinks over their queue limit: stop reading the console */
+	uint8_t *arena_mem;
+
+	/* console out */
+	struct chunk_pool *pool;
+	struct chunk *tx_head, *tx_tail;   /* queued, not yet in a writev */
+	struct chunk *txw[AGENT_TX_IOV];   /* in the writev in flight */
+	struct iovec txiov[AGENT_TX_IOV];
+	unsigned txw_n;
+	bool tx_writing;
+
+	struct agent_src *src_waiting;     /* sources waiting for a free chunk */
+	struct sessmap ids;                /* wire id -> struct agent_sess */
+	struct sessmap pids;               /* pid -> struct agent_exec */
+	struct agent_sess *sessions;       /* every live session */
+	unsigned n_exec, n_tcp;
+
+	bool shutting_down;
+	uint64_t shutdown_deadline_ms;
+	bool quit;
+	int exit_code;
+
+	struct agent_heartbeat hb;
+	struct agent_activity act;
+	uint64_t next_heartbeat_ms;
+	struct agent_stats st;
+};
+
+/* loop.c */
+uint64_t agent_now_ms(void);
+struct chunk *agent_chunk_get(struct agent *a, bool control);
+void agent_chunk_release(struct agent *a, struct chunk *c);
+void agent_tx_chunk(struct agent *a, struct chunk *c);
+int agent_send(struct agent *a, uint32_t id, const struct proto_msg *m);
+void agent_send_error(struct agent *a, uint32_t id, enum proto_error_kind kind,
+	const char *offending_type, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+struct io_uring_sqe *agent_sqe(struct agent *a);
+void agent_log(struct agent *a, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void agent_sess_add(struct agent *a, struct agent_sess *s);
+void agent_sess_put(struct agent *a, struct agent_sess *s);
+
+/* user.c */
+int agent_user_resolve(const char *spec, uid_t *uid, gid_t *gid);
+void agent_relay_client_gone(struct agent *a, const struct proto_relay_client_disconnected *r);
+void agent_clock_sync(struct agent *a, uint64_t unix_time_nanos);
+
+/* fs.c */
+void agent_fs_request(struct agent *a, uint32_t id, const struct proto_fs_request *rq);
+void agent_fs_data(struct agent *a, uint32_t id, const uint8_t *p, size_t n);
+void agent_fs_abort_range(struct agent *a, uint32_t start, uint32_t end);
+void agent_fs_close_all(struct agent *a);
+/* Callbacks from io.c for AGENT_SESS_FS sessions (read and write streams). */
+void agent_fs_src_eof(struct agent *a, struct agent_sess *s, int err);
+void agent_fs_sink_error(struct agent *a, struct agent_sess *s, int err);
+void agent_fs_sink_drained(struct agent *a, struct agent_sess *s);
+void agent_fs_free(struct agent *a, struct agent_sess *s);
+
+/* io.c: sources and sinks */
+void agent_src_init(struct agent_src *src, struct agent_sess *s, int fd, enum proto_type type,
+	bool is_socket);
+void agent_src_arm(struct agent *a, struct agent_src *src);
+void agent_src_complete(struct agent *a, struct agent_src *src, int res);
+void agent_src_chunk_sent(struct agent *a, struct agent_src *src);
+void agent_sink_init(struct agent_sink *k, struct agent_sess *s, int fd, bool is_socket);
+int agent_sink_push(struct agent *a, struct agent_sink *k, const uint8_t *p, size_t n);
+void agent_sink_close(struct agent *a, struct agent_sink *k);
+void agent_sink_kick(struct agent *a, struct agent_sink *k);
+void agent_sink_complete(struct agent *a, struct agent_sink *k, int res);
+void agent_sink_drop(struct agent *a, struct agent_sink *k);
+void agent_sources_retry(struct agent *a);
+void agent_src_release(struct agent *a, struct agent_src *src);
+void agent_sink_release(struct agent *a, struct agent_sink *k);
+
+/* exec.c */
+void agent_exec_request(struct agent *a, uint32_t id, const struct proto_exec_request *rq);
+void agent_exec_stdin(struct agent *a, struct agent_exec *e, const uint8_t *p, size_t n);
+void agent_exec_resize(struct agent *a, struct agent_exec *e, const struct proto_exec_resize *rz);
+void agent_exec_signal(struct agent *a, struct agent_exec *e, int sig);
+void agent_exec_reaped(struct agent *a, struct agent_exec *e, int wstatus);
+void agent_exec_maybe_finish(struct agent *a, struct agent_exec *e);
+void agent_exec_src_eof(struct agent *a, struct agent_exec *e);
+void agent_exec_sink_error(struct agent *a, struct agent_exec *e, int err);
+void agent_exec_terminate_all(struct agent *a, int sig);
+void agent_exec_free(struct agent *a, struct agent_exec *e);
+void agent_exec_kill_range(struct agent *a, uint32_t start, uint32_t end);
+
+/* tcp.c */
+void agent_tcp_connect(struct agent *a, uint32_t id, const struct proto_tcp_connect *c);
+void agent_tcp_data(struct agent *a, uint32_t id, const uint8_t *p, size_t n);
+void agent_tcp_eof(struct agent *a, uint32_t id);
+void agent_tcp_close(struct agent *a, uint32_t id);
+void agent_tcp_connected(struct agent *a, struct agent_tcp *t, int res);
+void agent_tcp_src_eof(struct agent *a, struct agent_tcp *t, int err);
+void agent_tcp_sink_error(struct agent *a, struct agent_tcp *t, int err);
+void agent_tcp_sink_drained(struct agent *a, struct agent_tcp *t);
+void agent_tcp_abort(struct agent *a, struct agent_tcp *t);
+void agent_tcp_free(struct agent *a, struct agent_tcp *t);
+
+#endif /* SW_AGENT_INTERNAL_H */

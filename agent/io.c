@@ -1,0 +1,335 @@
+/*
+ * agent/io.c - output sources and input sinks of the agent's sessions.
+ *
+ * A source (exec stdout/stderr/PTY, a TCP socket) reads straight into a
+ * chunk's payload area; the frame header is written into the chunk's
+ * headroom and the chunk joins the console tx queue: no payload copy.  A
+ * source with AGENT_OUT_BUDGET chunks queued stops reading until the
+ * console takes them (wire.md F9).
+ *
+ * A sink (exec stdin, a TCP socket) receives host payload parsed out of the
+ * console receive buffer.  That buffer is reused on the next read, so the
+ * payload is copied once into chunks (counted in stats.copies) and written
+ * with one io_uring write at a time.  A sink holding more than
+ * AGENT_IN_QUEUE_MAX bytes pauses the console reader (the reference's
+ * backpressure, F8) while every other session's output keeps flowing.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agent/internal.h"
+#include "proto/data.h"
+
+void agent_src_init(struct agent_src *src, struct agent_sess *s, int fd, enum proto_type type,
+	bool is_socket)
+{
+	memset(src, 0, sizeof(*src));
+	src->op.kind = AGENT_OP_SRC_READ;
+	src->sess = s;
+	src->fd = fd;
+	src->type = type;
+	src->is_socket = is_socket;
+	src->limit = UINT64_MAX;
+	src->eof = fd < 0;
+}
+
+void agent_src_arm(struct agent *a, struct agent_src *src)
+{
+	struct io_uring_sqe *sqe;
+	struct chunk *c;
+	unsigned want = AGENT_CHUNK_PAYLOAD;
+
+	if (src->reading || src->eof || src->waiting || src->sess->done ||
+		src->queued >= AGENT_OUT_BUDGET)
+		return;
+	if (src->limit < want)
+		want = (unsigned)src->limit;
+	c = agent_chunk_get(a, false);
+	if (!c) {
+		/* Pool low: wait for the console to give chunks back. */
+		src->waiting = true;
+		src->wait_next = a->src_waiting;
+		a->src_waiting = src;
+		src->sess->refs++; /* held by the waiting list */
+		return;
+	}
+	sqe = agent_sqe(a);
+	if (src->is_socket)
+		io_uring_prep_recv(sqe, src->fd, chunk_ptr(c), want, 0);
+	else
+		io_uring_prep_read(sqe, src->fd, chunk_ptr(c), want, (__u64)-1);
+	io_uring_sqe_set_data(sqe, &src->op);
+	src->buf = c;
+	src->reading = true;
+	src->sess->refs++;
+}
+
+/* Re-arm sources that found the pool empty. */
+void agent_sources_retry(struct agent *a)
+{
+	struct agent_src *list = a->src_waiting;
+
+	a->src_waiting = NULL;
+	while (list) {
+		struct agent_src *src = list;
+
+		list = src->wait_next;
+		src->waiting = false;
+		agent_src_arm(a, src);
+		agent_sess_put(a, src->sess); /* the waiting list held a reference */
+	}
+}
+
+static void src_finished(struct agent *a, struct agent_src *src, int err)
+{
+	struct agent_sess *s = src->sess;
+
+	src->eof = true;
+	if (s->kind == AGENT_SESS_EXEC)
+		agent_exec_src_eof(a, (struct agent_exec *)s);
+	else if (s->kind == AGENT_SESS_TCP)
+		agent_tcp_src_eof(a, (struct agent_tcp *)s, err);
+	else
+		agent_fs_src_eof(a, s, err);
+}
+
+void agent_src_complete(struct agent *a, struct agent_src *src, int res)
+{
+	struct chunk *c = src->buf;
+	struct agent_sess *s = src->sess;
+
+	src->reading = false;
+	src->buf = NULL;
+	if (res > 0 && !s->done) {
+		c->len = (uint32_t)res;
+		proto_data_frame_prepend(c, src->type, s->id);
+		c->user = src;
+		src->queued++;
+		s->refs++; /* held by the queued chunk */
+		agent_tx_chunk(a, c);
+		if (src->type == PROTO_T_TCP_DATA)
+			a->act.tcp_bytes += (uint64_t)res;
+		else if (src->type == PROTO_T_FS_DATA)
+			a->act.fs_bytes += (uint64_t)res;
+		else
+			a->act.exec_output_bytes += (uint64_t)res;
+		if (src->limit != UINT64_MAX)
+			src->limit -= (uint64_t)res;
+		if (src->limit == 0)
+			src_finished(a, src, 0);
+		else
+			agent_src_arm(a, src);
+	} else {
+		agent_chunk_release(a, c);
+		if (res == -EINTR || res == -EAGAIN)
+			agent_src_arm(a, src);
+		else if (!s->done)
+			/* 0 is EOF; a PTY master reports EIO once every slave fd closed. */
+			src_finished(a, src, res == -EIO && s->kind == AGENT_SESS_EXEC ? 0 : -res);
+	}
+	agent_sess_put(a, s); /* the read's reference */
+}
+
+void agent_src_chunk_sent(struct agent *a, struct agent_src *src)
+{
+	src->queued--;
+	agent_src_arm(a, src);
+}
+
+void agent_sink_init(struct agent_sink *k, struct agent_sess *s, int fd, bool is_socket)
+{
+	memset(k, 0, sizeof(*k));
+	k->op.kind = AGENT_OP_SINK_WRITE;
+	k->sess = s;
+	k->fd = fd;
+	k->is_socket = is_socket;
+	k->closed = fd < 0;
+}
+
+static bool sink_over_limit(const struct agent_sink *k)
+{
+	return k->bytes > AGENT_IN_QUEUE_MAX;
+}
+
+void agent_sink_kick(struct agent *a, struct agent_sink *k)
+{
+	struct io_uring_sqe *sqe;
+
+	if (k->writing || k->closed || k->hold || k->fd < 0)
+		return;
+	if (k->head) {
+		sqe = agent_sqe(a);
+		if (k->is_socket)
+			io_uring_prep_send(sqe, k->fd, chunk_ptr(k->head), k->head->len, MSG_NOSIGNAL);
+		else
+			io_uring_prep_write(sqe, k->fd, chunk_ptr(k->head), k->head->len, (__u64)-1);
+		io_uring_sqe_set_data(sqe, &k->op);
+		k->writing = true;
+		k->sess->refs++;
+		return;
+	}
+	if (k->close_after) {
+		k->closed = true;
+		if (k->sess->kind == AGENT_SESS_TCP) {
+			agent_tcp_sink_drained(a, (struct agent_tcp *)k->sess);
+		} else if (k->sess->kind == AGENT_SESS_FS) {
+			agent_fs_sink_drained(a, k->sess);
+		} else if (k->fd >= 0) {
+			close(k->fd);
+			k->fd = -1;
+		}
+	}
+}
+
+/* Adjust the console pause count when a sink crosses its limit. */
+static void sink_account(struct agent *a, struct agent_sink *k, bool was_over)
+{
+	bool over = sink_over_limit(k);
+
+	if (over && !was_over)
+		a->rx_paused++;
+	else if (!over && was_over)
+		a->rx_paused--;
+}
+
+int agent_sink_push(struct agent *a, struct agent_sink *k, const uint8_t *p, size_t n)
+{
+	bool was_over = sink_over_limit(k);
+
+	if (k->closed || k->close_after)
+		return -EPIPE;
+	while (n > 0) {
+		struct chunk *c = k->tail;
+		size_t room, take;
+
+		/* Append to the last chunk while it is not being written. */
+		if (!c || (k->writing && c == k->head) || chunk_tailroom(c) == 0) {
+			c = agent_chunk_get(a, true);
+			if (!c)
+				return -ENOMEM;
+			c->user = NULL;
+			c->next = NULL;
+			if (k->tail)
+				k->tail->next = c;
+			else
+				k->head = c;
+			k->tail = c;
+		}
+		room = chunk_tailroom(c);
+		take = n < room ? n : room;
+		memcpy(chunk_ptr(c) + c->len, p, take);
+		c->len += (uint32_t)take;
+		k->bytes += take;
+		p += take;
+		n -= take;
+		a->st.copied_bytes += take;
+	}
+	a->st.copies++;
+	sink_account(a, k, was_over);
+	agent_sink_kick(a, k);
+	return 0;
+}
+
+void agent_sink_close(struct agent *a, struct agent_sink *k)
+{
+	if (k->closed)
+		return;
+	k->close_after = true;
+	agent_sink_kick(a, k);
+}
+
+/*
+ * Drop everything queued (session ending or write error) and refuse more.
+ * A chunk under a write in flight stays until that write completes.
+ */
+void agent_sink_drop(struct agent *a, struct agent_sink *k)
+{
+	bool was_over = sink_over_limit(k);
+	struct chunk *keep = k->writing ? k->head : NULL;
+	struct chunk *c = keep ? keep->next : k->head;
+
+	while (c) {
+		struct chunk *nx = c->next;
+
+		k->bytes -= c->len;
+		agent_chunk_release(a, c);
+		c = nx;
+	}
+	if (keep)
+		keep->next = NULL;
+	k->head = k->tail = keep;
+	k->closed = true;
+	sink_account(a, k, was_over);
+}
+
+void agent_sink_complete(struct agent *a, struct agent_sink *k, int res)
+{
+	struct agent_sess *s = k->sess;
+	bool was_over = sink_over_limit(k);
+	struct chunk *c = k->head;
+
+	k->writing = false;
+	if (k->closed) {
+		/* Dropped while this write was in flight: discard its chunk too. */
+		if (c) {
+			k->bytes -= c->len;
+			k->head = k->tail = NULL;
+			agent_chunk_release(a, c);
+		}
+		sink_account(a, k, was_over);
+	} else if (res > 0 && c) {
+		chunk_pull_front(c, (uint32_t)res);
+		k->bytes -= (size_t)res;
+		if (s->kind == AGENT_SESS_TCP)
+			a->act.tcp_bytes += (uint64_t)res;
+		else if (s->kind == AGENT_SESS_FS)
+			a->act.fs_bytes += (uint64_t)res;
+		if (c->len == 0) {
+			k->head = c->next;
+			if (!k->head)
+				k->tail = NULL;
+			agent_chunk_release(a, c);
+		}
+		sink_account(a, k, was_over);
+		agent_sink_kick(a, k);
+	} else if (res == -EINTR || res == -EAGAIN) {
+		agent_sink_kick(a, k);
+	} else {
+		int err = res < 0 ? -res : EIO;
+
+		agent_sink_drop(a, k);
+		if (s->kind == AGENT_SESS_EXEC)
+			agent_exec_sink_error(a, (struct agent_exec *)s, err);
+		else if (s->kind == AGENT_SESS_TCP)
+			agent_tcp_sink_error(a, (struct agent_tcp *)s, err);
+		else
+			agent_fs_sink_error(a, s, err);
+	}
+	agent_sess_put(a, s); /* the write's reference */
+}
+
+/* Give back the chunks a source or sink still holds (agent teardown). */
+void agent_src_release(struct agent *a, struct agent_src *src)
+{
+	if (src->buf)
+		agent_chunk_release(a, src->buf);
+	src->buf = NULL;
+	src->reading = false;
+}
+
+void agent_sink_release(struct agent *a, struct agent_sink *k)
+{
+	struct chunk *c = k->head;
+
+	while (c) {
+		struct chunk *nx = c->next;
+
+		agent_chunk_release(a, c);
+		c = nx;
+	}
+	k->head = k->tail = NULL;
+	k->bytes = 0;
+	k->writing = false;
+}

@@ -1,0 +1,947 @@
+/*
+ * agent/loop.c - sandwire-agent's event loop: one thread, one io_uring.
+ *
+ * Phase order of one turn (agent_run):
+ *   1. submit queued SQEs and wait for at least one completion;
+ *   2. handle every completion (console read -> frames -> dispatch; console
+ *      write done -> release chunks -> re-arm sources; session I/O; signals;
+ *      the 100 ms tick);
+ *   3. flush: one writev of everything queued for the console this turn.
+ *
+ * The console is read into rx[], a buffer of one maximal frame plus one read
+ * (AGENT_RX_CAP), and frames are parsed in place.  A framing error (len < 5
+ * or > 4 MiB) ends the channel: with --fd the agent exits with status 3; as
+ * PID 1 it drops the buffer and waits for a new core.bootstrap (wire.md).
+ * Anything else that is wrong with a frame is answered with core.error on
+ * its id and the loop goes on.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/internal.h"
+
+#define AGENT_CHUNK_PACK 0x1u /* chunk.flags: control frames may be appended to it */
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void agent_log(struct agent *a, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > 2 + (a ? a->cfg->verbose : 0))
+		return;
+	fprintf(stderr, "sandwire-agent: %s: ", level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+uint64_t agent_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t boottime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* An SQE; when the submission queue is full, submit first (never fails after that). */
+struct io_uring_sqe *agent_sqe(struct agent *a)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&a->ring);
+
+	while (!sqe) {
+		io_uring_submit(&a->ring);
+		sqe = io_uring_get_sqe(&a->ring);
+	}
+	return sqe;
+}
+
+/*
+ * A chunk for the console.  Data reads leave AGENT_CTRL_RESERVE chunks to
+ * control frames and get NULL past that; control frames (and payload that
+ * was already read off the console and must be kept) fall back to the heap,
+ * counted, so a terminal frame is never lost.
+ */
+struct chunk *agent_chunk_get(struct agent *a, bool control)
+{
+	struct chunk_pool_stats st;
+	struct chunk *c;
+
+	chunk_pool_read_stats(a->pool, &st);
+	if (!control && st.free + st.returning <= AGENT_CTRL_RESERVE)
+		return NULL;
+	c = chunk_pool_get(a->pool);
+	if (!c && control) {
+		c = calloc(1, sizeof(*c) + CHUNK_HEADROOM + AGENT_CHUNK_PAYLOAD);
+		if (!c)
+			return NULL;
+		c->cap = CHUNK_HEADROOM + AGENT_CHUNK_PAYLOAD;
+		atomic_init(&c->refs, 1);
+		a->st.pool_overflow++;
+	}
+	if (c) {
+		chunk_reset(c);
+		c->flags = 0;
+		c->user = NULL;
+		c->next = NULL;
+	}
+	return c;
+}
+
+void agent_chunk_release(struct agent *a, struct chunk *c)
+{
+	if (!c->pool)
+		free(c); /* heap overflow chunk, never shared */
+	else
+		chunk_put(c);
+}
+
+void agent_tx_chunk(struct agent *a, struct chunk *c)
+{
+	c->next = NULL;
+	if (a->tx_tail)
+		a->tx_tail->next = c;
+	else
+		a->tx_head = c;
+	a->tx_tail = c;
+	a->st.frames_out++;
+	a->act.guest_messages++;
+}
+
+/*
+ * Queue one control frame.  Small frames are packed into the last queued
+ * control chunk while it has room; a frame larger than a chunk gets a heap
+ * buffer of its own.  Returns 0 or a negative code (logged by the caller).
+ */
+int agent_send(struct agent *a, uint32_t id, const struct proto_msg *m)
+{
+	struct chunk *c = a->tx_tail;
+	long n;
+
+	if (c && (c->flags & AGENT_CHUNK_PACK)) {
+		n = proto_frame_encode(chunk_ptr(c) + c->len, chunk_tailroom(c), id, m);
+		if (n > 0) {
+			c->len += (uint32_t)n;
+			a->st.frames_out++;
+			return 0;
+		}
+	}
+	c = agent_chunk_get(a, true);
+	if (!c)
+		return -ENOMEM;
+	c->off = 0;
+	n = proto_frame_encode(c->data, c->cap, id, m);
+	if (n == PROTO_E_NOSPACE) {
+		agent_chunk_release(a, c);
+		c = calloc(1, sizeof(*c) + PROTO_MAX_WIRE_SIZE);
+		if (!c)
+			return -ENOMEM;
+		c->cap = PROTO_MAX_WIRE_SIZE;
+		atomic_init(&c->refs, 1);
+		n = proto_frame_encode(c->data, c->cap, id, m);
+	}
+	if (n < 0) {
+		agent_chunk_release(a, c);
+		return (int)n;
+	}
+	c->len = (uint32_t)n;
+	c->flags = AGENT_CHUNK_PACK;
+	agent_tx_chunk(a, c);
+	return 0;
+}
+
+void agent_send_error(struct agent *a, uint32_t id, enum proto_error_kind kind,
+	const char *offending_type, const char *fmt, ...)
+{
+	struct proto_msg m = {.type = PROTO_T_ERROR};
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	m.u.error.kind = kind;
+	m.u.error.message = (struct proto_str){text, strlen(text)};
+	if (offending_type) {
+		m.u.error.offending_type.set = true;
+		m.u.error.offending_type.v = (struct proto_str){offending_type, strlen(offending_type)};
+	}
+	a->st.bad_frames++;
+	if (agent_send(a, id, &m) < 0)
+		agent_log(a, 0, "cannot queue core.error for id %u", id);
+}
+
+void agent_sess_add(struct agent *a, struct agent_sess *s)
+{
+	s->refs = 1;
+	s->done = false;
+	s->prev_all = NULL;
+	s->next_all = a->sessions;
+	if (a->sessions)
+		a->sessions->prev_all = s;
+	a->sessions = s;
+}
+
+/* Drop one reference; the last one frees the session. */
+void agent_sess_put(struct agent *a, struct agent_sess *s)
+{
+	if (--s->refs > 0)
+		return;
+	if (s->prev_all)
+		s->prev_all->next_all = s->next_all;
+	else
+		a->sessions = s->next_all;
+	if (s->next_all)
+		s->next_all->prev_all = s->prev_all;
+	if (s->kind == AGENT_SESS_EXEC)
+		agent_exec_free(a, (struct agent_exec *)s);
+	else if (s->kind == AGENT_SESS_TCP)
+		agent_tcp_free(a, (struct agent_tcp *)s);
+	else
+		agent_fs_free(a, s);
+}
+
+/* ---- console output ---------------------------------------------------- */
+
+static void tx_flush(struct agent *a)
+{
+	struct io_uring_sqe *sqe;
+	struct chunk *c;
+	unsigned n = 0;
+
+	if (a->tx_writing || !a->tx_head)
+		return;
+	for (c = a->tx_head; c && n < AGENT_TX_IOV; c = c->next, n++) {
+		a->txw[n] = c;
+		a->txiov[n].iov_base = chunk_ptr(c);
+		a->txiov[n].iov_len = c->len;
+	}
+	a->tx_head = c;
+	if (!c)
+		a->tx_tail = NULL;
+	a->txw_n = n;
+	sqe = agent_sqe(a);
+	io_uring_prep_writev(sqe, a->con_fd, a->txiov, n, (__u64)-1);
+	io_uring_sqe_set_data(sqe, &a->op_con_write);
+	a->tx_writing = true;
+}
+
+static void tx_complete(struct agent *a, int res)
+{
+	size_t left = res > 0 ? (size_t)res : 0;
+	unsigned i;
+
+	a->tx_writing = false;
+	if (res < 0 && res != -EINTR && res != -EAGAIN) {
+		agent_log(a, 0, "console write failed: %s; host is gone", strerror(-res));
+		a->quit = true;
+		a->exit_code = AGENT_EXIT_CONSOLE_LOST;
+		left = 0;
+	}
+	a->st.bytes_out += left;
+	for (i = 0; i < a->txw_n; i++) {
+		struct chunk *c = a->txw[i];
+
+		if (left < c->len) {
+			chunk_pull_front(c, (uint32_t)left);
+			break;
+		}
+		left -= c->len;
+		if (c->user) {
+			struct agent_src *src = c->user;
+
+			agent_src_chunk_sent(a, src);
+			agent_sess_put(a, src->sess);
+		}
+		agent_chunk_release(a, c);
+	}
+	/* Put the unwritten rest back in front of the queue, in order. */
+	if (i < a->txw_n) {
+		struct chunk *tail = a->txw[a->txw_n - 1];
+
+		for (unsigned j = i; j + 1 < a->txw_n; j++)
+			a->txw[j]->next = a->txw[j + 1];
+		tail->next = a->tx_head;
+		if (!a->tx_head)
+			a->tx_tail = tail;
+		a->tx_head = a->txw[i];
+	}
+	a->txw_n = 0;
+	agent_sources_retry(a);
+}
+
+/* ---- console input ------------------------------------------------------ */
+
+static void rx_arm(struct agent *a)
+{
+	struct io_uring_sqe *sqe;
+
+	if (a->rx_reading || a->rx_eof || a->rx_paused || a->quit)
+		return;
+	/* Keep room for one read after a partial frame; compact lazily. */
+	if (AGENT_RX_CAP - a->rx_len < AGENT_RX_READ && a->rx_off > 0) {
+		memmove(a->rx, a->rx + a->rx_off, a->rx_len - a->rx_off);
+		a->rx_len -= a->rx_off;
+		a->rx_off = 0;
+	}
+	sqe = agent_sqe(a);
+	io_uring_prep_read(sqe, a->con_fd, a->rx + a->rx_len, (unsigned)(AGENT_RX_CAP - a->rx_len),
+		(__u64)-1);
+	io_uring_sqe_set_data(sqe, &a->op_con_read);
+	a->rx_reading = true;
+}
+
+static void send_init_resolved(struct agent *a)
+{
+	struct proto_msg m = {.type = PROTO_T_INIT_RESOLVED};
+
+	m.u.init_resolved.default_user = a->default_user;
+	agent_send(a, 0, &m);
+}
+
+static void send_ready(struct agent *a)
+{
+	struct proto_msg m = {.type = PROTO_T_READY};
+	const char *ver = AGENT_VERSION_STRING;
+	uint64_t now = boottime_ns();
+
+	m.u.ready.boot_time_ns = a->cfg->boot_time_ns;
+	m.u.ready.init_time_ns = now - a->init_start_ns;
+	m.u.ready.ready_time_ns = now;
+	m.u.ready.agent_version = (struct proto_str){ver, strlen(ver)};
+	agent_send(a, 0, &m);
+}
+
+/* Apply what the bootstrap asks that makes sense here (wire.md: VM plumbing only as PID 1). */
+static void apply_bootstrap(struct agent *a, const struct proto_bootstrap *b)
+{
+	a->init_start_ns = boottime_ns();
+	a->have_default_user = false;
+	a->default_user = (struct proto_default_user){0, 0};
+	if (b->user.set) {
+		uid_t uid;
+		gid_t gid;
+		char spec[256];
+
+		snprintf(spec, sizeof(spec), "%.*s", (int)b->user.v.len, b->user.v.ptr);
+		if (agent_user_resolve(spec, &uid, &gid) == 0) {
+			a->default_user = (struct proto_default_user){uid, gid};
+			a->have_default_user = true;
+		} else {
+			agent_log(a, 1, "bootstrap: default user `%s` not found; commands run as the agent",
+				spec);
+		}
+	}
+	a->have_default_cwd = b->default_cwd.set;
+	if (b->default_cwd.set)
+		snprintf(a->default_cwd, sizeof(a->default_cwd), "%.*s", (int)b->default_cwd.v.len,
+			b->default_cwd.v.ptr);
+	for (size_t i = 0; i < b->n_default_env; i++) {
+		char key[256], val[4096];
+
+		snprintf(key, sizeof(key), "%.*s", (int)b->default_env[i].key.len,
+			b->default_env[i].key.ptr);
+		snprintf(val, sizeof(val), "%.*s", (int)b->default_env[i].value.len,
+			b->default_env[i].value.ptr);
+		setenv(key, val, 1);
+	}
+	if (!a->cfg->pid1 && (b->block_root.kind != PROTO_BOOT_ROOT_NONE || b->hostname.set || b->network.set))
+		agent_log(a, 2, "bootstrap: VM plumbing (root, hostname, network) skipped: not PID 1");
+}
+
+/* Boot phase (spec 4.1): bootstrap -> init.resolved -> init.ack -> ready. */
+static void handle_boot_frame(struct agent *a, const struct proto_frame *f,
+	const struct proto_msg *m, int rc)
+{
+	if (rc == 0 && a->boot == AGENT_BOOT_WAIT_BOOTSTRAP && m->type == PROTO_T_BOOTSTRAP &&
+		f->id == 0) {
+		if (m->v < 7) {
+			agent_log(a, 0, "core.bootstrap with generation %u ignored (needs 7 or later)",
+				m->v);
+			return;
+		}
+		apply_bootstrap(a, &m->u.bootstrap);
+		send_init_resolved(a);
+		a->boot = AGENT_BOOT_WAIT_ACK;
+		return;
+	}
+	if (rc == 0 && a->boot == AGENT_BOOT_WAIT_ACK && m->type == PROTO_T_INIT_ACK) {
+		send_ready(a);
+		a->boot = AGENT_BOOT_RUNNING;
+		agent_log(a, 2, "ready");
+		return;
+	}
+	/* wire.md: a boot-phase surprise is logged and skipped, not fatal. */
+	agent_log(a, 1, "boot: waiting for %s, skipped a frame (%s on id %u%s%s)",
+		a->boot == AGENT_BOOT_WAIT_BOOTSTRAP ? "core.bootstrap" : "core.init.ack",
+		rc == 0 ? proto_type_name(m->type) : "undecodable", f->id, rc ? ": " : "",
+		rc ? proto_strerror(rc) : "");
+}
+
+static bool is_live(struct agent *a, uint32_t id)
+{
+	return sessmap_get(&a->ids, id) != NULL;
+}
+
+static struct agent_exec *exec_of(struct agent *a, uint32_t id)
+{
+	struct agent_sess *s = sessmap_get(&a->ids, id);
+
+	return s && s->kind == AGENT_SESS_EXEC ? (struct agent_exec *)s : NULL;
+}
+
+static void begin_shutdown(struct agent *a)
+{
+	struct agent_sess *s, *nx;
+
+	if (a->shutting_down)
+		return;
+	agent_log(a, 2, "shutdown: SIGTERM to every session, SIGKILL after %d ms",
+		AGENT_SHUTDOWN_GRACE_MS);
+	a->shutting_down = true;
+	a->shutdown_deadline_ms = agent_now_ms() + AGENT_SHUTDOWN_GRACE_MS;
+	agent_exec_terminate_all(a, SIGTERM);
+	agent_fs_close_all(a); /* fs write streams dropped, handles closed (spec 4.9) */
+	for (s = a->sessions; s; s = nx) {
+		nx = s->next_all;
+		if (s->kind == AGENT_SESS_TCP && !s->done)
+			agent_tcp_abort(a, (struct agent_tcp *)s);
+	}
+}
+
+static void handle_running_frame(struct agent *a, const struct proto_frame *f,
+	const struct proto_msg *m)
+{
+	struct agent_exec *e;
+
+	switch (m->type) {
+	case PROTO_T_PING: {
+		struct proto_msg r = {.type = PROTO_T_PONG};
+
+		agent_send(a, f->id, &r);
+		return;
+	}
+	case PROTO_T_TOUCH: {
+		struct proto_msg r = {.type = PROTO_T_TOUCHED};
+
+		r.u.touched.activity_seq = ++a->act.activity_seq;
+		agent_send(a, f->id, &r);
+		return;
+	}
+	case PROTO_T_EXEC_REQUEST:
+	case PROTO_T_TCP_CONNECT:
+	case PROTO_T_FS_REQUEST:
+		if (is_live(a, f->id)) {
+			agent_send_error(a, f->id, PROTO_ERROR_INVALID_SESSION, proto_type_name(m->type),
+				"id %u already has a live session", f->id);
+			return;
+		}
+		if (a->shutting_down) {
+			agent_send_error(a, f->id, PROTO_ERROR_INVALID_SESSION, proto_type_name(m->type),
+				"the agent is shutting down");
+			return;
+		}
+		if (m->type == PROTO_T_EXEC_REQUEST)
+			agent_exec_request(a, f->id, &m->u.exec_request);
+		else if (m->type == PROTO_T_TCP_CONNECT)
+			agent_tcp_connect(a, f->id, &m->u.tcp_connect);
+		else
+			agent_fs_request(a, f->id, &m->u.fs_request);
+		return;
+	case PROTO_T_EXEC_STDIN:
+		if ((e = exec_of(a, f->id)))
+			agent_exec_stdin(a, e, m->u.data.ptr, m->u.data.len);
+		else
+			a->st.dropped_unknown_id++;
+		return;
+	case PROTO_T_EXEC_RESIZE:
+		if ((e = exec_of(a, f->id)))
+			agent_exec_resize(a, e, &m->u.exec_resize);
+		else
+			a->st.dropped_unknown_id++;
+		return;
+	case PROTO_T_EXEC_SIGNAL:
+		if ((e = exec_of(a, f->id)))
+			agent_exec_signal(a, e, m->u.exec_signal.signal);
+		else
+			a->st.dropped_unknown_id++;
+		return;
+	case PROTO_T_TCP_DATA:
+		agent_tcp_data(a, f->id, m->u.data.ptr, m->u.data.len);
+		return;
+	case PROTO_T_TCP_EOF:
+		agent_tcp_eof(a, f->id);
+		return;
+	case PROTO_T_TCP_CLOSE:
+		agent_tcp_close(a, f->id);
+		return;
+	case PROTO_T_FS_DATA:
+		agent_fs_data(a, f->id, m->u.data.ptr, m->u.data.len);
+		return;
+	case PROTO_T_RELAY_CLIENT_DISCONNECTED:
+		agent_relay_client_gone(a, &m->u.relay_client_disconnected);
+		return;
+	case PROTO_T_CLOCK_SYNC:
+		agent_clock_sync(a, m->u.clock_sync.unix_time_nanos);
+		return;
+	case PROTO_T_SHUTDOWN:
+		begin_shutdown(a);
+		return;
+	default:
+		/* ready, bootstrap, init.* after boot, guest->host types: ignored (spec 4.2). */
+		agent_log(a, 3, "ignored %s on id %u", proto_type_name(m->type), f->id);
+		return;
+	}
+}
+
+/* Activity accounting of spec 4.7: clock.sync, ping and touch do not count here. */
+static void count_host_frame(struct agent *a, enum proto_type t)
+{
+	a->st.frames_in++;
+	if (t != PROTO_T_CLOCK_SYNC && t != PROTO_T_PING && t != PROTO_T_TOUCH) {
+		a->act.host_messages++;
+		a->act.activity_seq++;
+	}
+}
+
+static void handle_frame(struct agent *a, const struct proto_frame *f)
+{
+	struct proto_arena arena;
+	struct proto_errinfo ei = {0};
+	struct proto_msg m;
+	char why[256];
+	int rc;
+
+	proto_arena_init(&arena, a->arena_mem, AGENT_ARENA_SIZE);
+	rc = proto_frame_decode(f, &m, &arena, &ei);
+	if (rc == 0)
+		count_host_frame(a, m.type);
+	else
+		a->st.frames_in++;
+	if (a->boot != AGENT_BOOT_RUNNING) {
+		handle_boot_frame(a, f, &m, rc);
+		return;
+	}
+	if (rc == 0) {
+		handle_running_frame(a, f, &m);
+		return;
+	}
+	proto_errinfo_format(&ei, why, sizeof(why));
+	agent_log(a, 1, "bad frame on id %u: %s", f->id, why);
+	if (rc != PROTO_E_UNKNOWN_TYPE && proto_type_valid(m.type) && m.v != 0 && m.v < 5)
+		return; /* an old peer cannot take core.error (spec F7); dropped, counted */
+	if (rc == PROTO_E_UNKNOWN_TYPE) {
+		char tname[128];
+
+		snprintf(tname, sizeof(tname), "%.*s", (int)m.tname.len, m.tname.ptr);
+		agent_send_error(a, f->id, PROTO_ERROR_UNSUPPORTED_MESSAGE_TYPE, tname,
+			"unsupported message type `%s`", tname);
+	} else if (rc == PROTO_E_FLAGS) {
+		agent_send_error(a, f->id, PROTO_ERROR_INVALID_FLAGS, proto_type_name(m.type),
+			"invalid flags for %s: got %u, expected %u", proto_type_name(m.type), f->flags,
+			proto_type_flags(m.type));
+	} else if (proto_type_valid(m.type)) {
+		agent_send_error(a, f->id, PROTO_ERROR_INVALID_PAYLOAD, proto_type_name(m.type),
+			"decode payload for %s: %s", proto_type_name(m.type), why);
+	} else {
+		agent_send_error(a, f->id, PROTO_ERROR_MALFORMED_MESSAGE, NULL,
+			"malformed message: %s", why);
+	}
+}
+
+/* A framing error: the byte stream cannot be trusted any more. */
+static void framing_error(struct agent *a, int rc)
+{
+	agent_log(a, 0, "console framing error: %s; the channel is unusable", proto_strerror(rc));
+	a->rx_len = a->rx_off = 0;
+	if (a->cfg->pid1) {
+		/* init never exits: wait for the host to start over with a bootstrap. */
+		a->boot = AGENT_BOOT_WAIT_BOOTSTRAP;
+		return;
+	}
+	a->quit = true;
+	a->exit_code = AGENT_EXIT_FRAMING;
+}
+
+/* Parse and handle every whole frame in rx[]; stops early while paused. */
+static void rx_process(struct agent *a)
+{
+	while (!a->quit && !a->rx_paused) {
+		struct proto_frame f;
+		int rc = proto_frame_parse(a->rx + a->rx_off, a->rx_len - a->rx_off, &f);
+
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			framing_error(a, rc);
+			return;
+		}
+		handle_frame(a, &f);
+		a->rx_off += (size_t)rc;
+	}
+	if (a->rx_off == a->rx_len)
+		a->rx_off = a->rx_len = 0;
+}
+
+static void rx_complete(struct agent *a, int res)
+{
+	a->rx_reading = false;
+	if (res > 0) {
+		a->rx_len += (size_t)res;
+		a->st.bytes_in += (uint64_t)res;
+		rx_process(a);
+	} else if (res == 0 || (res < 0 && res != -EINTR && res != -EAGAIN)) {
+		if (res < 0)
+			agent_log(a, 0, "console read failed: %s", strerror(-res));
+		if (a->cfg->pid1) {
+			/* The host end went away; retry on the next tick (spec: 100 ms). */
+			a->rx_eof = true;
+			return;
+		}
+		agent_log(a, 2, "console closed by the host; shutting down");
+		a->rx_eof = true;
+		a->console_lost = true;
+		begin_shutdown(a);
+		return;
+	}
+	rx_arm(a);
+}
+
+/* ---- signals and timers ------------------------------------------------- */
+
+static void signal_arm(struct agent *a)
+{
+	struct io_uring_sqe *sqe = agent_sqe(a);
+
+	io_uring_prep_poll_add(sqe, a->sig_fd, POLLIN);
+	io_uring_sqe_set_data(sqe, &a->op_signal);
+}
+
+static void reap_children(struct agent *a)
+{
+	int st;
+	pid_t pid;
+
+	/* Reaps every child, including orphans handed to PID 1. */
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		struct agent_exec *e = sessmap_del(&a->pids, (uint32_t)pid);
+
+		if (e)
+			agent_exec_reaped(a, e, st);
+	}
+}
+
+static void signal_complete(struct agent *a, int res)
+{
+	struct signalfd_siginfo si;
+
+	while (read(a->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			if (a->cfg->pid1) {
+				agent_log(a, 2, "ignoring signal %u as init", si.ssi_signo);
+				continue;
+			}
+			agent_log(a, 2, "signal %u: shutting down", si.ssi_signo);
+			begin_shutdown(a);
+		}
+	}
+	reap_children(a);
+	signal_arm(a);
+}
+
+static void tick_arm(struct agent *a)
+{
+	struct io_uring_sqe *sqe = agent_sqe(a);
+
+	a->tick.tv_sec = 0;
+	a->tick.tv_nsec = 100 * 1000 * 1000;
+	io_uring_prep_timeout(sqe, &a->tick, 0, 0);
+	io_uring_sqe_set_data(sqe, &a->op_tick);
+}
+
+static void tick_complete(struct agent *a)
+{
+	uint64_t now = agent_now_ms();
+
+	if (now >= a->next_heartbeat_ms) {
+		struct timespec wall;
+
+		clock_gettime(CLOCK_REALTIME, &wall);
+		a->act.active_exec_sessions = a->n_exec;
+		a->act.active_tcp_streams = a->n_tcp;
+		agent_heartbeat_tick(&a->hb, &a->act, wall);
+		a->next_heartbeat_ms = now + 1000;
+	}
+	if (a->rx_eof && a->cfg->pid1 && !a->shutting_down) {
+		a->rx_eof = false; /* PID 1: try the port again */
+		rx_arm(a);
+	}
+	if (a->shutting_down) {
+		if (now >= a->shutdown_deadline_ms && a->n_exec > 0) {
+			agent_exec_terminate_all(a, SIGKILL);
+			a->shutdown_deadline_ms = now + 300; /* PROCESS_REAP_BUDGET */
+		} else if (a->n_exec == 0 && (a->console_lost || (!a->tx_head && !a->tx_writing))) {
+			a->quit = true;
+		} else if (now >= a->shutdown_deadline_ms + 1000) {
+			agent_log(a, 1, "shutdown: %u sessions did not end; exiting anyway", a->n_exec);
+			a->quit = true;
+		}
+	}
+	tick_arm(a);
+}
+
+/* ---- setup and the loop ------------------------------------------------- */
+
+static int ring_setup(struct agent *a)
+{
+	static const struct {
+		unsigned flags;
+		const char *what;
+	} tries[] = {
+		{IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN,
+			"single issuer, deferred task work"},
+		{IORING_SETUP_COOP_TASKRUN, "cooperative task work"},
+		{0, "default"},
+	};
+	int rc = -ENOSYS;
+
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+		rc = io_uring_queue_init(AGENT_RING_ENTRIES, &a->ring, tries[i].flags);
+		if (rc == 0) {
+			a->ring_ready = true;
+			agent_log(a, 3, "io_uring ready (%s)", tries[i].what);
+			return 0;
+		}
+		if (rc != -EINVAL)
+			break;
+	}
+	return rc;
+}
+
+static int agent_init(struct agent *a, const struct agent_config *cfg)
+{
+	sigset_t mask;
+	int err = 0, rc;
+	struct timespec wall;
+
+	memset(a, 0, sizeof(*a));
+	a->cfg = cfg;
+	a->con_fd = cfg->console_fd;
+	a->sig_fd = -1;
+	a->boot = AGENT_BOOT_WAIT_BOOTSTRAP;
+	a->init_start_ns = boottime_ns();
+	a->op_con_read.kind = AGENT_OP_CON_READ;
+	a->op_con_write.kind = AGENT_OP_CON_WRITE;
+	a->op_signal.kind = AGENT_OP_SIGNAL;
+	a->op_tick.kind = AGENT_OP_TICK;
+
+	rc = ring_setup(a);
+	if (rc < 0) {
+		agent_log(a, 0, "io_uring_setup failed: %s (is io_uring disabled by "
+			"kernel.io_uring_disabled or a seccomp policy?)", strerror(-rc));
+		return rc;
+	}
+	a->rx = malloc(AGENT_RX_CAP);
+	a->arena_mem = malloc(AGENT_ARENA_SIZE);
+	a->pool = chunk_pool_new(0, AGENT_POOL_CHUNKS, CHUNK_HEADROOM + AGENT_CHUNK_PAYLOAD, NULL,
+		&err);
+	if (!a->rx || !a->arena_mem || !a->pool || sessmap_init(&a->ids, 64) < 0 ||
+		sessmap_init(&a->pids, 64) < 0) {
+		agent_log(a, 0, "out of memory setting up the agent");
+		return -ENOMEM;
+	}
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	a->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (a->sig_fd < 0) {
+		rc = -errno;
+		agent_log(a, 0, "signalfd: %s", strerror(errno));
+		return rc;
+	}
+	clock_gettime(CLOCK_REALTIME, &wall);
+	agent_heartbeat_init(&a->hb, cfg->heartbeat_dir ? cfg->heartbeat_dir : AGENT_HEARTBEAT_DIR,
+		wall);
+	a->next_heartbeat_ms = agent_now_ms() + 1000;
+	return 0;
+}
+
+/* Free a session whatever its references: the ring is gone, nothing completes any more. */
+static void sess_force_free(struct agent *a, struct agent_sess *s)
+{
+	if (s->kind == AGENT_SESS_EXEC) {
+		struct agent_exec *e = (struct agent_exec *)s;
+
+		if (!e->reaped) {
+			kill(-e->pid, SIGKILL);
+			kill(e->pid, SIGKILL);
+			waitpid(e->pid, NULL, 0);
+			e->reaped = true;
+			sessmap_del(&a->pids, (uint32_t)e->pid);
+		}
+		agent_src_release(a, &e->out);
+		agent_src_release(a, &e->err);
+		agent_sink_release(a, &e->in);
+		agent_exec_free(a, e);
+	} else if (s->kind == AGENT_SESS_TCP) {
+		struct agent_tcp *t = (struct agent_tcp *)s;
+
+		agent_src_release(a, &t->rd);
+		agent_sink_release(a, &t->wr);
+		agent_tcp_free(a, t);
+	} else {
+		agent_fs_free(a, s);
+	}
+}
+
+static void agent_destroy(struct agent *a)
+{
+	struct chunk *c;
+
+	/* Stop the kernel first: exiting the ring cancels every operation in flight. */
+	if (a->ring_ready)
+		io_uring_queue_exit(&a->ring);
+	for (unsigned i = 0; i < a->txw_n; i++)
+		agent_chunk_release(a, a->txw[i]);
+	for (c = a->tx_head; c;) {
+		struct chunk *nx = c->next;
+
+		agent_chunk_release(a, c);
+		c = nx;
+	}
+	while (a->sessions) {
+		struct agent_sess *s = a->sessions;
+
+		a->sessions = s->next_all;
+		sess_force_free(a, s);
+	}
+	agent_fs_close_all(a);
+	if (a->sig_fd >= 0)
+		close(a->sig_fd);
+	sessmap_destroy(&a->ids);
+	sessmap_destroy(&a->pids);
+	if (a->pool && chunk_pool_free(a->pool) < 0)
+		agent_log(a, 0, "teardown: chunks still out of the pool (a leak)");
+	free(a->rx);
+	free(a->arena_mem);
+}
+
+static void handle_cqe(struct agent *a, struct io_uring_cqe *cqe)
+{
+	struct agent_op *op = io_uring_cqe_get_data(cqe);
+
+	if (!op)
+		return;
+	switch (op->kind) {
+	case AGENT_OP_CON_READ:
+		rx_complete(a, cqe->res);
+		break;
+	case AGENT_OP_CON_WRITE:
+		tx_complete(a, cqe->res);
+		break;
+	case AGENT_OP_SIGNAL:
+		signal_complete(a, cqe->res);
+		break;
+	case AGENT_OP_TICK:
+		tick_complete(a);
+		break;
+	case AGENT_OP_SRC_READ:
+		agent_src_complete(a, (struct agent_src *)op, cqe->res);
+		break;
+	case AGENT_OP_SINK_WRITE:
+		agent_sink_complete(a, (struct agent_sink *)op, cqe->res);
+		break;
+	case AGENT_OP_TCP_CONNECT:
+		agent_tcp_connected(a, (struct agent_tcp *)((char *)op -
+			offsetof(struct agent_tcp, op_connect)), cqe->res);
+		break;
+	default:
+		break;
+	}
+}
+
+int agent_run(const struct agent_config *cfg)
+{
+	struct agent a;
+	int rc = agent_init(&a, cfg);
+
+	if (rc < 0) {
+		agent_destroy(&a);
+		return AGENT_EXIT_SETUP;
+	}
+	signal_arm(&a);
+	tick_arm(&a);
+	rx_arm(&a);
+	while (!a.quit) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+
+		rc = io_uring_submit_and_wait(&a.ring, 1);
+		if (rc < 0 && rc != -EINTR && rc != -ETIME) {
+			agent_log(&a, 0, "io_uring_submit_and_wait: %s", strerror(-rc));
+			a.exit_code = AGENT_EXIT_SETUP;
+			break;
+		}
+		io_uring_for_each_cqe(&a.ring, head, cqe) {
+			handle_cqe(&a, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&a.ring, n);
+		/* A sink drained below its limit: parse what waited, read again. */
+		if (!a.rx_paused && a.rx_off < a.rx_len)
+			rx_process(&a);
+		rx_arm(&a);
+		chunk_pool_reclaim(a.pool);
+		tx_flush(&a);
+	}
+	/* Best effort: push out what is queued (exit frames) before leaving. */
+	for (int i = 0; i < 50 && (a.tx_head || a.tx_writing) && !a.console_lost; i++) {
+		struct io_uring_cqe *cqe;
+
+		tx_flush(&a);
+		if (io_uring_submit_and_wait(&a.ring, 1) < 0)
+			break;
+		while (io_uring_peek_cqe(&a.ring, &cqe) == 0) {
+			struct agent_op *op = io_uring_cqe_get_data(cqe);
+
+			if (op && op->kind == AGENT_OP_CON_WRITE)
+				tx_complete(&a, cqe->res);
+			io_uring_cqe_seen(&a.ring, cqe);
+		}
+	}
+	rc = a.exit_code;
+	agent_log(&a, 2, "exit: frames in %llu out %llu, bad %llu, payload copies %llu (%llu bytes)",
+		(unsigned long long)a.st.frames_in, (unsigned long long)a.st.frames_out,
+		(unsigned long long)a.st.bad_frames, (unsigned long long)a.st.copies,
+		(unsigned long long)a.st.copied_bytes);
+	if (cfg->pid1) {
+		sync();
+		reboot(RB_POWER_OFF);
+	}
+	agent_destroy(&a);
+	return rc;
+}

@@ -1,0 +1,186 @@
+/*
+ * proto/msg_core.h - payloads of the core, exec and tcp message types
+ * (spec 3.1, 3.2, 3.4): every type except core.bootstrap, core.fs.request,
+ * core.fs.response (msg_boot.h, msg_fs.h) and the {data: bytes} types
+ * (data.h).
+ *
+ * The conventions of msg_common.h apply.  Field order, null-or-omitted and
+ * defaults follow the spec's tables; each payload is described once by a
+ * field table in msg_core.c, which drives both directions.
+ *
+ * Payloads with no struct here: core.init.ack, core.ping, core.pong,
+ * core.touch, core.tcp.connected/eof/close/closed are the empty map {}
+ * (decoding requires a map and ignores its entries); core.shutdown is the
+ * unit value null (decoding accepts anything: the agent never decodes it).
+ */
+#ifndef SW_PROTO_MSG_CORE_H
+#define SW_PROTO_MSG_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/error.h"
+#include "proto/msg_common.h"
+#include "proto/types.h"
+
+#define PROTO_EXEC_ROWS_DEFAULT 24
+#define PROTO_EXEC_COLS_DEFAULT 80
+
+/* core.init.resolved: the default exec user resolved in the guest. */
+struct proto_default_user {
+	uint32_t uid;
+	uint32_t gid;
+};
+
+struct proto_init_resolved {
+	struct proto_default_user default_user;
+};
+
+/* core.ready */
+struct proto_ready {
+	uint64_t boot_time_ns;         /* CLOCK_BOOTTIME at agent start, ns */
+	uint64_t init_time_ns;         /* duration of the agent's init, ns */
+	uint64_t ready_time_ns;        /* CLOCK_BOOTTIME before sending ready, ns */
+	struct proto_str agent_version; /* omitted when empty (older agents) */
+};
+
+/* core.clock.sync */
+struct proto_clock_sync {
+	uint64_t unix_time_nanos; /* host wall clock, ns since the epoch */
+};
+
+/* core.touched */
+struct proto_touched {
+	uint64_t activity_seq;
+};
+
+/* core.error kind, sent as its snake_case name. */
+enum proto_error_kind {
+	PROTO_ERROR_MALFORMED_MESSAGE,
+	PROTO_ERROR_UNSUPPORTED_MESSAGE_TYPE,
+	PROTO_ERROR_UNSUPPORTED_PROTOCOL_GENERATION,
+	PROTO_ERROR_INVALID_FLAGS,
+	PROTO_ERROR_INVALID_PAYLOAD,
+	PROTO_ERROR_INVALID_SESSION,
+	PROTO_ERROR__COUNT
+};
+
+/* core.error */
+struct proto_core_error {
+	enum proto_error_kind kind;
+	struct proto_str message;
+	struct proto_opt_str offending_type; /* omitted when unset */
+};
+
+/* core.relay.client.disconnected: the id range of a departed client. */
+struct proto_relay_client_disconnected {
+	uint32_t id_start;
+	uint32_t id_end_exclusive;
+};
+
+/* core.exec.request: all nine keys are always written. */
+struct proto_exec_request {
+	struct proto_str cmd;
+	const struct proto_str *args; /* argv[1..]; default [] */
+	size_t nargs;
+	const struct proto_str *env; /* "KEY=VALUE"; default [] */
+	size_t nenv;
+	struct proto_opt_str cwd;    /* null when unset */
+	struct proto_opt_str user;   /* null when unset */
+	bool tty;                    /* default false */
+	uint16_t rows;               /* default 24 */
+	uint16_t cols;               /* default 80 */
+	const struct proto_rlimit *rlimits; /* default [] */
+	size_t nrlimits;
+};
+
+/* core.exec.started */
+struct proto_exec_started {
+	uint32_t pid;
+};
+
+/* core.exec.stdin.error (not terminal) */
+struct proto_exec_stdin_error {
+	struct proto_opt_i32 err_no;     /* wire key "errno"; null when unset */
+	struct proto_opt_str errno_name; /* null when unset */
+	struct proto_str message;
+};
+
+/* core.exec.exited */
+struct proto_exec_exited {
+	int32_t code;                /* -1 after a death by signal */
+	struct proto_opt_i32 signal; /* sandwire extension: the signal; omitted when unset */
+};
+
+/* core.exec.failed kind, sent as its snake_case name. */
+enum proto_exec_fail_kind {
+	PROTO_EXEC_FAIL_NOT_FOUND,
+	PROTO_EXEC_FAIL_PERMISSION_DENIED,
+	PROTO_EXEC_FAIL_NOT_EXECUTABLE,
+	PROTO_EXEC_FAIL_BAD_CWD,
+	PROTO_EXEC_FAIL_BAD_ARGS,
+	PROTO_EXEC_FAIL_RESOURCE_LIMIT,
+	PROTO_EXEC_FAIL_USER_SETUP_FAILED,
+	PROTO_EXEC_FAIL_OUT_OF_MEMORY,
+	PROTO_EXEC_FAIL_PTY_SETUP_FAILED,
+	PROTO_EXEC_FAIL_OTHER,
+	PROTO_EXEC_FAIL__COUNT
+};
+
+/* core.exec.failed: the program never ran. */
+struct proto_exec_failed {
+	enum proto_exec_fail_kind kind;
+	struct proto_opt_i32 err_no;     /* wire key "errno"; null when unset */
+	struct proto_opt_str errno_name; /* null when unset */
+	struct proto_str message;
+	struct proto_opt_str stage;      /* "fork", "execvp", ...; null when unset */
+};
+
+/* core.exec.resize */
+struct proto_exec_resize {
+	uint16_t rows;
+	uint16_t cols;
+};
+
+/* core.exec.signal */
+struct proto_exec_signal {
+	int32_t signal; /* Linux numbering */
+};
+
+/* core.tcp.connect */
+struct proto_tcp_connect {
+	struct proto_str host; /* name or address, resolved in the guest */
+	uint16_t port;
+};
+
+/* core.tcp.failed */
+struct proto_tcp_failed {
+	struct proto_str error;
+};
+
+/* True when proto_core_encode/decode handle type <t>. */
+bool proto_core_handles(enum proto_type t);
+
+/*
+ * Encode the payload item of type <t> from <payload> (the struct above for
+ * that type; ignored for the empty and unit payloads) into <w>.  Returns 0,
+ * PROTO_E_NOSPACE, PROTO_E_BAD_VALUE (an enum out of range) or -EINVAL when
+ * <t> is not handled here.  Any thread.
+ */
+int proto_core_encode(struct cbw *w, enum proto_type t, const void *payload);
+
+/*
+ * Decode the payload item of type <t> at <r>'s position into <payload>
+ * (the struct above; unused for empty and unit payloads), applying the
+ * spec's defaults; lists go to <r>'s arena.  Returns 0 or a negative proto
+ * code; on failure <ei> (may be NULL) gets the code, the offset in <r>'s
+ * buffer, the type name and the field.  Any thread.
+ */
+int proto_core_decode(struct cbr *r, enum proto_type t, void *payload, struct proto_errinfo *ei);
+
+/* Wire names of the kinds ("invalid_payload", "not_found"), or "?" when out of range. */
+const char *proto_error_kind_name(enum proto_error_kind k);
+const char *proto_exec_fail_kind_name(enum proto_exec_fail_kind k);
+
+#endif /* SW_PROTO_MSG_CORE_H */
