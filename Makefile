@@ -3,10 +3,10 @@
 #   make deps   install the Debian packages the project needs (only those missing)
 #   make        configure + build (RelWithDebInfo) into build/
 #   make test   deps + build + run the whole Criterion suite through CTest
-#   make bench  run the micro-benchmarks (Google Benchmark) and print the figures
+#   make bench  run the micro-benchmarks and the agent benchmark, with ratios to baselines
 #   make asan   build into build-asan/ with ASan+UBSan and run the suite
 #   make tsan   build into build-tsan/ with TSan and run the threaded tests
-#   make run    the quick-start demo (see README.md)
+#   make run    the quick-start demo: a process sandbox running exec and a TCP stream
 
 BUILD      ?= build
 JOBS       ?= $(shell nproc)
@@ -42,6 +42,7 @@ test: deps
 bench: deps
 	$(MAKE) build
 	$(BUILD)/perf/sw-bench --benchmark_min_time=0.2
+	$(BUILD)/perf/sw-agent-bench
 
 asan: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSW_SANITIZE=asan -DSW_BUILD_BENCH=OFF

@@ -44,8 +44,8 @@
  * the agent does not fdatasync either: ok means the bytes are in the page
  * cache, as with the reference (the PID-1 shutdown path syncs).
  *
- * State: one agent per process, one thread.  The handle table lives in a
- * file-static struct until struct agent gets a pointer for it.
+ * State: the handle table hangs off struct agent (a->fs), owned by the loop
+ * thread like everything else in the agent.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -127,11 +127,16 @@ struct agent_fs_state {
 };
 
 /* The agent is one thread and one instance per process: one fs state. */
-static struct agent_fs_state fs_static;
-
 static struct agent_fs_state *fs_state_of(struct agent *a)
 {
-	return &fs_static;
+	return a->fs;
+}
+
+/* Allocate the fs state of <a>.  Returns 0 or -ENOMEM.  Loop thread. */
+int agent_fs_init(struct agent *a)
+{
+	a->fs = calloc(1, sizeof(*a->fs));
+	return a->fs ? 0 : -ENOMEM;
 }
 
 /* ---- handle table ---------------------------------------------------------- */
@@ -1532,6 +1537,8 @@ void agent_fs_close_all(struct agent *a)
 	struct agent_fs_state *fs = fs_state_of(a);
 	struct agent_sess *s, *nx;
 
+	if (!fs)
+		return;
 	for (s = a->sessions; s; s = nx) {
 		nx = s->next_all;
 		if (s->kind == AGENT_SESS_FS && !s->done) {
@@ -1594,6 +1601,9 @@ void agent_fs_free(struct agent *a, struct agent_sess *s)
 	struct fs_stream *st = (struct fs_stream *)s, *next = NULL;
 	struct fs_handle *h = st->h;
 
+	/* Empty in normal operation; at teardown the ring is gone and buffers remain. */
+	agent_src_release(a, &st->src);
+	agent_sink_release(a, &st->sink);
 	if (st->fd >= 0)
 		close(st->fd);
 	if (st->waiting) {
@@ -1618,7 +1628,7 @@ void agent_fs_free(struct agent *a, struct agent_sess *s)
 		}
 	}
 	free(st);
-	if (next)
+	if (next && !a->tearing_down)
 		fs_stream_start(a, next);
 	fs_handle_unref(h);
 }

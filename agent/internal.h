@@ -65,6 +65,7 @@ struct agent_op {
 
 struct agent;
 struct agent_sess;
+struct agent_fs_state;
 
 /*
  * An output source: reads into chunks and frames them as <type> on the
@@ -187,8 +188,10 @@ struct agent {
 	struct sessmap pids;               /* pid -> struct agent_exec */
 	struct agent_sess *sessions;       /* every live session */
 	unsigned n_exec, n_tcp;
+	struct agent_fs_state *fs;         /* fs.c: handle table and stream queues */
 
 	bool shutting_down;
+	bool tearing_down;                 /* agent_destroy: the ring is gone, start no I/O */
 	uint64_t shutdown_deadline_ms;
 	bool quit;
 	int exit_code;
@@ -219,6 +222,7 @@ void agent_relay_client_gone(struct agent *a, const struct proto_relay_client_di
 void agent_clock_sync(struct agent *a, uint64_t unix_time_nanos);
 
 /* fs.c */
+int agent_fs_init(struct agent *a);
 void agent_fs_request(struct agent *a, uint32_t id, const struct proto_fs_request *rq);
 void agent_fs_data(struct agent *a, uint32_t id, const uint8_t *p, size_t n);
 void agent_fs_abort_range(struct agent *a, uint32_t start, uint32_t end);

@@ -613,7 +613,7 @@ static void rx_complete(struct agent *a, int res)
 		a->st.bytes_in += (uint64_t)res;
 		rx_process(a);
 	} else if (res == 0 || (res < 0 && res != -EINTR && res != -EAGAIN)) {
-		if (res < 0)
+		if (res < 0 && res != -ECONNRESET)
 			agent_log(a, 0, "console read failed: %s", strerror(-res));
 		if (a->cfg->pid1) {
 			/* The host end went away; retry on the next tick (spec: 100 ms). */
@@ -768,7 +768,7 @@ static int agent_init(struct agent *a, const struct agent_config *cfg)
 	a->pool = chunk_pool_new(0, AGENT_POOL_CHUNKS, CHUNK_HEADROOM + AGENT_CHUNK_PAYLOAD, NULL,
 		&err);
 	if (!a->rx || !a->arena_mem || !a->pool || sessmap_init(&a->ids, 64) < 0 ||
-		sessmap_init(&a->pids, 64) < 0) {
+		sessmap_init(&a->pids, 64) < 0 || agent_fs_init(a) < 0) {
 		agent_log(a, 0, "out of memory setting up the agent");
 		return -ENOMEM;
 	}
@@ -823,6 +823,7 @@ static void agent_destroy(struct agent *a)
 	struct chunk *c;
 
 	/* Stop the kernel first: exiting the ring cancels every operation in flight. */
+	a->tearing_down = true;
 	if (a->ring_ready)
 		io_uring_queue_exit(&a->ring);
 	for (unsigned i = 0; i < a->txw_n; i++)
@@ -840,6 +841,7 @@ static void agent_destroy(struct agent *a)
 		sess_force_free(a, s);
 	}
 	agent_fs_close_all(a);
+	free(a->fs);
 	if (a->sig_fd >= 0)
 		close(a->sig_fd);
 	sessmap_destroy(&a->ids);

@@ -28,7 +28,7 @@
 #include "proto/error.h"
 
 #define CBR_NO_TAG UINT64_MAX
-#define CBR_TAG_BIGNUM 2 /* positive bignum: big-endian magnitude in a byte string */
+#define CBR_TAG_BIGNUM 2  /* positive bignum: big-endian magnitude in a byte string */
 #define CBR_BIGNUM_MAX 16 /* ciborium accepts at most 16 content bytes */
 
 void *proto_arena_alloc(struct proto_arena *a, size_t n)
@@ -359,8 +359,8 @@ int cbr_skip(struct cbr *r)
 			break;
 		case CBR_BYTES_INDEF:
 		case CBR_TEXT_INDEF:
-			rc = cbr_indef_chunks(r, it.kind == CBR_BYTES_INDEF ? CBR_BYTES : CBR_TEXT,
-				NULL, &len);
+			rc = cbr_indef_chunks(
+				r, it.kind == CBR_BYTES_INDEF ? CBR_BYTES : CBR_TEXT, NULL, &len);
 			if (rc < 0)
 				return rc;
 			break;
@@ -746,8 +746,8 @@ int cbr_text(struct cbr *r, struct proto_str *s)
 }
 
 /* Byte field sent as an array of integers 0..255 (reader rule 6). */
-static int cbr_byte_array(struct cbr *r, const struct cbr_item *head, const uint8_t **p,
-	size_t *len)
+static int cbr_byte_array(
+	struct cbr *r, const struct cbr_item *head, const uint8_t **p, size_t *len)
 {
 	const uint8_t *body = r->p;
 	struct cbr_item it;

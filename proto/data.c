@@ -23,12 +23,12 @@ size_t proto_data_prefix_size(enum proto_type t, size_t payload_len)
 		return 0;
 	ti = &proto_type_table[t];
 	return PROTO_HDR_SIZE + PROTO_DATA_ENV_FIXED + cbw_head_size(ti->name_len) + ti->name_len +
-		cbw_head_size(proto_data_payload_size(payload_len)) + PROTO_DATA_KEY_SIZE +
-		cbw_head_size(payload_len);
+	       cbw_head_size(proto_data_payload_size(payload_len)) + PROTO_DATA_KEY_SIZE +
+	       cbw_head_size(payload_len);
 }
 
-long proto_data_prefix_write(uint8_t *dst, size_t cap, enum proto_type t, uint32_t id,
-	size_t payload_len)
+long proto_data_prefix_write(
+	uint8_t *dst, size_t cap, enum proto_type t, uint32_t id, size_t payload_len)
 {
 	size_t prefix = proto_data_prefix_size(t, payload_len);
 	const struct proto_type_info *ti;
@@ -42,8 +42,8 @@ long proto_data_prefix_write(uint8_t *dst, size_t cap, enum proto_type t, uint32
 	if (cap < prefix)
 		return PROTO_E_NOSPACE;
 	ti = &proto_type_table[t];
-	proto_frame_header_write(dst, (uint32_t)(prefix + payload_len - PROTO_LEN_SIZE), id,
-		ti->flags);
+	proto_frame_header_write(
+		dst, (uint32_t)(prefix + payload_len - PROTO_LEN_SIZE), id, ti->flags);
 	cbw_init(&w, dst + PROTO_HDR_SIZE, prefix - PROTO_HDR_SIZE);
 	cbw_map(&w, 3);
 	cbw_key(&w, "v");
@@ -116,8 +116,8 @@ int proto_data_payload_decode(struct cbr *r, const uint8_t **data, size_t *len)
 	return seen ? 0 : PROTO_E_MISSING_FIELD;
 }
 
-int proto_data_decode(const struct proto_env *e, struct proto_arena *a, const uint8_t **data,
-	size_t *len)
+int proto_data_decode(
+	const struct proto_env *e, struct proto_arena *a, const uint8_t **data, size_t *len)
 {
 	struct cbr r;
 

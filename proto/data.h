@@ -51,8 +51,8 @@ size_t proto_data_prefix_size(enum proto_type t, size_t payload_len);
  * frame would exceed the maximum, PROTO_E_NOSPACE when <cap> is short.
  * Any thread.
  */
-long proto_data_prefix_write(uint8_t *dst, size_t cap, enum proto_type t, uint32_t id,
-	size_t payload_len);
+long proto_data_prefix_write(
+	uint8_t *dst, size_t cap, enum proto_type t, uint32_t id, size_t payload_len);
 
 /*
  * Turn chunk <c>, holding the payload at chunk_ptr(c) (c->len bytes), into
@@ -83,7 +83,7 @@ int proto_data_payload_decode(struct cbr *r, const uint8_t **data, size_t *len);
  * Decode the payload of envelope <e> (a data type) without copying: same
  * rules as proto_data_payload_decode(); <a> may be NULL.
  */
-int proto_data_decode(const struct proto_env *e, struct proto_arena *a, const uint8_t **data,
-	size_t *len);
+int proto_data_decode(
+	const struct proto_env *e, struct proto_arena *a, const uint8_t **data, size_t *len);
 
 #endif /* SW_PROTO_DATA_H */

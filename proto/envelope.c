@@ -153,8 +153,8 @@ long proto_env_end(struct proto_env_wr *e, uint32_t id)
 	if (hs != room)
 		memmove(head + hs, payload, plen);
 	cbor_encode_bytestring_start(plen, head, hs);
-	proto_frame_header_write(w->start, (uint32_t)(total - PROTO_LEN_SIZE), id,
-		proto_type_flags(e->type));
+	proto_frame_header_write(
+		w->start, (uint32_t)(total - PROTO_LEN_SIZE), id, proto_type_flags(e->type));
 	w->p = w->start + total;
 	return (long)total;
 }

@@ -42,13 +42,13 @@
 
 /* A decoded envelope; pointers go into the decoded body or the arena. */
 struct proto_env {
-	uint8_t v;            /* sender's generation */
+	uint8_t v;	      /* sender's generation */
 	enum proto_type type; /* PROTO_T_UNKNOWN when "t" names no known type */
 	struct proto_str t;   /* "t" as received, kept for error replies */
 	const uint8_t *p;     /* payload bytes */
-	size_t p_len;         /* bytes at p */
-	size_t p_off;         /* offset of p in the body, or SIZE_MAX when assembled in the arena */
-	size_t t_off;         /* offset of the value of "t" in the body */
+	size_t p_len;	      /* bytes at p */
+	size_t p_off;	      /* offset of p in the body, or SIZE_MAX when assembled in the arena */
+	size_t t_off;	      /* offset of the value of "t" in the body */
 };
 
 /*
@@ -65,10 +65,10 @@ int proto_env_decode(const uint8_t *body, size_t len, struct proto_arena *a, str
 
 /* A frame being encoded: header, envelope, then the payload written through <w>. */
 struct proto_env_wr {
-	struct cbw w;          /* positioned on the payload between begin and end */
+	struct cbw w; /* positioned on the payload between begin and end */
 	enum proto_type type;
-	size_t head_off;       /* where the head of "p" goes */
-	size_t payload_off;    /* first payload byte */
+	size_t head_off;    /* where the head of "p" goes */
+	size_t payload_off; /* first payload byte */
 };
 
 /*

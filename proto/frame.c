@@ -41,10 +41,10 @@ char *proto_flags_show(uint8_t flags, char *buf, size_t cap)
 		uint8_t bit;
 		const char *name;
 	} names[] = {
-		{ PROTO_FLAG_TERMINAL, "TERMINAL" },
-		{ PROTO_FLAG_SESSION_START, "SESSION_START" },
-		{ PROTO_FLAG_SHUTDOWN, "SHUTDOWN" },
-		{ PROTO_FLAG_BULK, "BULK" },
+		{PROTO_FLAG_TERMINAL, "TERMINAL"},
+		{PROTO_FLAG_SESSION_START, "SESSION_START"},
+		{PROTO_FLAG_SHUTDOWN, "SHUTDOWN"},
+		{PROTO_FLAG_BULK, "BULK"},
 	};
 	size_t i, n = 0;
 	int w;

@@ -32,9 +32,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_LEN_SIZE 4             /* the u32 length prefix */
+#define PROTO_LEN_SIZE 4	     /* the u32 length prefix */
 #define PROTO_FRAME_HEADER_SIZE 5    /* id + flags: the minimum len */
-#define PROTO_HDR_SIZE 9             /* length prefix + id + flags */
+#define PROTO_HDR_SIZE 9	     /* length prefix + id + flags */
 #define PROTO_MAX_FRAME_LEN 4194304u /* bound on len (MAX_FRAME_SIZE, 4 MiB) */
 #define PROTO_MAX_WIRE_SIZE (PROTO_MAX_FRAME_LEN + PROTO_LEN_SIZE) /* whole frame, bytes */
 
@@ -47,18 +47,18 @@
 #define PROTO_FLAG_TERMINAL 0x01u      /* last frame of its id in this direction */
 #define PROTO_FLAG_SESSION_START 0x02u /* first frame of a session */
 #define PROTO_FLAG_SHUTDOWN 0x04u      /* core.shutdown */
-#define PROTO_FLAG_BULK 0x08u          /* gen 9 raw bulk record; reserved, not implemented */
+#define PROTO_FLAG_BULK 0x08u	       /* gen 9 raw bulk record; reserved, not implemented */
 #define PROTO_FLAGS_KNOWN (PROTO_FLAG_TERMINAL | PROTO_FLAG_SESSION_START | PROTO_FLAG_SHUTDOWN)
 
 /* One frame found in a buffer; every pointer points into that buffer. */
 struct proto_frame {
-	uint32_t id;         /* correlation id */
-	uint8_t flags;       /* raw flags byte */
+	uint32_t id;	     /* correlation id */
+	uint8_t flags;	     /* raw flags byte */
 	const uint8_t *body; /* the CBOR body, body_len bytes */
 	size_t body_len;     /* len - 5 */
 	const uint8_t *wire; /* the whole frame (length prefix first), for forwarding */
 	size_t wire_len;     /* 4 + len */
-	size_t need;         /* parse returned 0: total bytes needed (4 until len is known) */
+	size_t need;	     /* parse returned 0: total bytes needed (4 until len is known) */
 };
 
 /*
@@ -72,8 +72,7 @@ struct proto_frame {
 int proto_frame_parse(const uint8_t *buf, size_t avail, struct proto_frame *f);
 
 /* Write the 9-byte header at <dst>: <len> (5 + body length), <id>, <flags>. */
-static inline void proto_frame_header_write(uint8_t *dst, uint32_t len, uint32_t id,
-	uint8_t flags)
+static inline void proto_frame_header_write(uint8_t *dst, uint32_t len, uint32_t id, uint8_t flags)
 {
 	dst[0] = (uint8_t)(len >> 24);
 	dst[1] = (uint8_t)(len >> 16);
@@ -107,16 +106,16 @@ char *proto_flags_show(uint8_t flags, char *buf, size_t cap);
  * accessors below.
  */
 struct proto_splitter {
-	uint8_t *_buf;        /* assembly buffer for a straddling frame */
-	size_t _cap;          /* its size, >= PROTO_SPLITTER_BUF_SIZE */
-	size_t _have;         /* bytes of the straddling frame in _buf */
-	const uint8_t *_in;   /* current input (caller's buffer) */
-	size_t _in_len;       /* its length */
-	size_t _in_off;       /* bytes of it consumed */
-	int _err;             /* 0, or the framing error (sticky) */
-	uint64_t _frames;     /* frames yielded */
-	uint64_t _in_place;   /* of those, yielded from the caller's buffer */
-	uint64_t _copied;     /* bytes copied into _buf */
+	uint8_t *_buf;	    /* assembly buffer for a straddling frame */
+	size_t _cap;	    /* its size, >= PROTO_SPLITTER_BUF_SIZE */
+	size_t _have;	    /* bytes of the straddling frame in _buf */
+	const uint8_t *_in; /* current input (caller's buffer) */
+	size_t _in_len;	    /* its length */
+	size_t _in_off;	    /* bytes of it consumed */
+	int _err;	    /* 0, or the framing error (sticky) */
+	uint64_t _frames;   /* frames yielded */
+	uint64_t _in_place; /* of those, yielded from the caller's buffer */
+	uint64_t _copied;   /* bytes copied into _buf */
 };
 
 /*

@@ -63,7 +63,7 @@ static int proto_msg_payload_decode(struct cbr *r, struct proto_msg *m, struct p
 int proto_frame_decode(const struct proto_frame *f, struct proto_msg *m, struct proto_arena *a,
 	struct proto_errinfo *ei)
 {
-	struct proto_errinfo local = { 0 };
+	struct proto_errinfo local = {0};
 	struct proto_env e;
 	struct cbr r;
 	size_t base;
@@ -71,7 +71,7 @@ int proto_frame_decode(const struct proto_frame *f, struct proto_msg *m, struct 
 
 	m->type = PROTO_T_UNKNOWN;
 	m->v = 0;
-	m->tname = (struct proto_str){ NULL, 0 };
+	m->tname = (struct proto_str){NULL, 0};
 	rc = proto_env_decode(f->body, f->body_len, a, &e, &local);
 	if (rc == 0 || rc == PROTO_E_UNKNOWN_TYPE) {
 		m->type = e.type;

@@ -41,7 +41,7 @@
  */
 struct proto_msg {
 	enum proto_type type;
-	uint8_t v;              /* "v": 0 on encode means PROTO_VERSION; set by decode */
+	uint8_t v;		/* "v": 0 on encode means PROTO_VERSION; set by decode */
 	struct proto_str tname; /* decode: "t" as received (also on PROTO_E_UNKNOWN_TYPE) */
 	union {
 		struct proto_bootstrap bootstrap;

@@ -13,8 +13,22 @@
 
 /* Linux RLIMIT_* numbers are the index in this table (RLIMIT_CPU = 0 ... RLIMIT_RTTIME = 15). */
 static const char *const proto_rlimit_names[] = {
-	"cpu", "fsize", "data", "stack", "core", "rss", "nproc", "nofile", "memlock", "as",
-	"locks", "sigpending", "msgqueue", "nice", "rtprio", "rttime",
+	"cpu",
+	"fsize",
+	"data",
+	"stack",
+	"core",
+	"rss",
+	"nproc",
+	"nofile",
+	"memlock",
+	"as",
+	"locks",
+	"sigpending",
+	"msgqueue",
+	"nice",
+	"rtprio",
+	"rttime",
 };
 
 int proto_rlimit_resource(struct proto_str name)
@@ -122,8 +136,8 @@ static int proto_elem_rlimit(struct cbr *r, void *out)
  * Decode an array of elements of <size> bytes into the arena.  An
  * indefinite array is counted first by skipping its items, then decoded.
  */
-static int proto_list_decode(struct cbr *r, size_t size, proto_elem_decode_fn fn, void **v,
-	size_t *n)
+static int proto_list_decode(
+	struct cbr *r, size_t size, proto_elem_decode_fn fn, void **v, size_t *n)
 {
 	const uint8_t *body;
 	struct cbr_agg a;

@@ -15,10 +15,10 @@
 #include "proto/msg_core.h"
 
 enum proto_field_kind {
-	PF_U64,      /* uint64_t */
-	PF_U32,      /* uint32_t */
-	PF_U16,      /* uint16_t */
-	PF_I32,      /* int32_t */
+	PF_U64,	     /* uint64_t */
+	PF_U32,	     /* uint32_t */
+	PF_U16,	     /* uint16_t */
+	PF_I32,	     /* int32_t */
 	PF_BOOL,     /* bool */
 	PF_TEXT,     /* struct proto_str */
 	PF_OPT_I32,  /* struct proto_opt_i32 */
@@ -37,14 +37,14 @@ struct proto_fields;
 struct proto_field {
 	const char *name;
 	uint8_t name_len;
-	uint8_t kind;       /* enum proto_field_kind */
-	uint8_t flags;      /* PF_REQ, PF_OMIT */
-	uint16_t off;       /* offset of the value in the struct */
-	uint16_t count_off; /* PF_STRS, PF_RLIMITS: offset of the size_t count */
-	uint16_t def;       /* default of an integer or bool field that is not PF_REQ */
-	const char *const *names;        /* PF_ENUM: wire names by value */
-	uint8_t nnames;                  /* PF_ENUM: number of names */
-	const struct proto_fields *sub;  /* PF_STRUCT */
+	uint8_t kind;			/* enum proto_field_kind */
+	uint8_t flags;			/* PF_REQ, PF_OMIT */
+	uint16_t off;			/* offset of the value in the struct */
+	uint16_t count_off;		/* PF_STRS, PF_RLIMITS: offset of the size_t count */
+	uint16_t def;			/* default of an integer or bool field that is not PF_REQ */
+	const char *const *names;	/* PF_ENUM: wire names by value */
+	uint8_t nnames;			/* PF_ENUM: number of names */
+	const struct proto_fields *sub; /* PF_STRUCT */
 };
 
 struct proto_fields {
@@ -52,30 +52,56 @@ struct proto_fields {
 	uint8_t n;
 };
 
-#define FIELD(s, m, k, fl) \
-	{ .name = #m, .name_len = sizeof(#m) - 1, .kind = k, .flags = fl, .off = offsetof(s, m) }
-#define FIELD_DEF(s, m, k, d) \
-	{ .name = #m, .name_len = sizeof(#m) - 1, .kind = k, .off = offsetof(s, m), .def = d }
-#define FIELD_LIST(s, m, cnt, k)                                                           \
-	{ .name = #m, .name_len = sizeof(#m) - 1, .kind = k, .off = offsetof(s, m),        \
-		.count_off = offsetof(s, cnt) }
+#define FIELD(s, m, k, fl)                                                                         \
+	{                                                                                          \
+		.name = #m, .name_len = sizeof(#m) - 1, .kind = k, .flags = fl,                    \
+		.off = offsetof(s, m)                                                              \
+	}
+#define FIELD_DEF(s, m, k, d)                                                                      \
+	{                                                                                          \
+		.name = #m, .name_len = sizeof(#m) - 1, .kind = k, .off = offsetof(s, m), .def = d \
+	}
+#define FIELD_LIST(s, m, cnt, k)                                                                   \
+	{                                                                                          \
+		.name = #m, .name_len = sizeof(#m) - 1, .kind = k, .off = offsetof(s, m),          \
+		.count_off = offsetof(s, cnt)                                                      \
+	}
 /* A field whose C name differs from the wire key. */
-#define FIELD_AS(key, s, m, k, fl) \
-	{ .name = key, .name_len = sizeof(key) - 1, .kind = k, .flags = fl, .off = offsetof(s, m) }
-#define FIELD_ENUM(s, m, tbl)                                                              \
-	{ .name = #m, .name_len = sizeof(#m) - 1, .kind = PF_ENUM, .flags = PF_REQ,        \
-		.off = offsetof(s, m), .names = tbl,                                       \
-		.nnames = sizeof(tbl) / sizeof(tbl[0]) }
-#define FIELDS(tbl) { tbl, sizeof(tbl) / sizeof(tbl[0]) }
+#define FIELD_AS(key, s, m, k, fl)                                                                 \
+	{                                                                                          \
+		.name = key, .name_len = sizeof(key) - 1, .kind = k, .flags = fl,                  \
+		.off = offsetof(s, m)                                                              \
+	}
+#define FIELD_ENUM(s, m, tbl)                                                                      \
+	{                                                                                          \
+		.name = #m, .name_len = sizeof(#m) - 1, .kind = PF_ENUM, .flags = PF_REQ,          \
+		.off = offsetof(s, m), .names = tbl, .nnames = sizeof(tbl) / sizeof(tbl[0])        \
+	}
+#define FIELDS(tbl)                                                                                \
+	{                                                                                          \
+		tbl, sizeof(tbl) / sizeof(tbl[0])                                                  \
+	}
 
 static const char *const proto_error_kind_names[PROTO_ERROR__COUNT] = {
-	"malformed_message", "unsupported_message_type", "unsupported_protocol_generation",
-	"invalid_flags", "invalid_payload", "invalid_session",
+	"malformed_message",
+	"unsupported_message_type",
+	"unsupported_protocol_generation",
+	"invalid_flags",
+	"invalid_payload",
+	"invalid_session",
 };
 
 static const char *const proto_exec_fail_kind_names[PROTO_EXEC_FAIL__COUNT] = {
-	"not_found", "permission_denied", "not_executable", "bad_cwd", "bad_args",
-	"resource_limit", "user_setup_failed", "out_of_memory", "pty_setup_failed", "other",
+	"not_found",
+	"permission_denied",
+	"not_executable",
+	"bad_cwd",
+	"bad_args",
+	"resource_limit",
+	"user_setup_failed",
+	"out_of_memory",
+	"pty_setup_failed",
+	"other",
 };
 
 _Static_assert(sizeof(enum proto_error_kind) == sizeof(unsigned int), "enum is int-sized");
@@ -88,9 +114,12 @@ static const struct proto_field default_user_f[] = {
 static const struct proto_fields default_user_d = FIELDS(default_user_f);
 
 static const struct proto_field init_resolved_f[] = {
-	{ .name = "default_user", .name_len = 12, .kind = PF_STRUCT, .flags = PF_REQ,
+	{.name = "default_user",
+		.name_len = 12,
+		.kind = PF_STRUCT,
+		.flags = PF_REQ,
 		.off = offsetof(struct proto_init_resolved, default_user),
-		.sub = &default_user_d },
+		.sub = &default_user_d},
 };
 
 static const struct proto_field ready_f[] = {
@@ -327,8 +356,8 @@ int proto_core_encode(struct cbw *w, enum proto_type t, const void *payload)
 
 /* --- decode --------------------------------------------------------------- */
 
-static int proto_fields_decode(struct cbr *r, const struct proto_fields *d, void *obj,
-	struct proto_errinfo *ei);
+static int proto_fields_decode(
+	struct cbr *r, const struct proto_fields *d, void *obj, struct proto_errinfo *ei);
 
 /* Set every field that is not required to its default. */
 static void proto_fields_defaults(const struct proto_fields *d, uint8_t *obj)
@@ -358,7 +387,7 @@ static void proto_fields_defaults(const struct proto_fields *d, uint8_t *obj)
 			*(bool *)v = f->def != 0;
 			break;
 		case PF_TEXT:
-			*(struct proto_str *)v = (struct proto_str){ "", 0 };
+			*(struct proto_str *)v = (struct proto_str){"", 0};
 			break;
 		case PF_OPT_I32:
 			((struct proto_opt_i32 *)v)->set = false;
@@ -396,8 +425,8 @@ static int proto_enum_decode(struct cbr *r, const struct proto_field *f, unsigne
 	return PROTO_E_BAD_VALUE;
 }
 
-static int proto_field_decode(struct cbr *r, const struct proto_field *f, uint8_t *obj,
-	struct proto_errinfo *ei)
+static int proto_field_decode(
+	struct cbr *r, const struct proto_field *f, uint8_t *obj, struct proto_errinfo *ei)
 {
 	void *v = obj + f->off;
 	struct proto_opt_i32 *oi;
@@ -458,8 +487,8 @@ static int proto_fields_fail(struct proto_errinfo *ei, int code, size_t off, con
 	return code;
 }
 
-static int proto_fields_decode(struct cbr *r, const struct proto_fields *d, void *obj,
-	struct proto_errinfo *ei)
+static int proto_fields_decode(
+	struct cbr *r, const struct proto_fields *d, void *obj, struct proto_errinfo *ei)
 {
 	uint32_t seen = 0, all = 0;
 	struct proto_str key;

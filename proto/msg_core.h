@@ -39,9 +39,9 @@ struct proto_init_resolved {
 
 /* core.ready */
 struct proto_ready {
-	uint64_t boot_time_ns;         /* CLOCK_BOOTTIME at agent start, ns */
-	uint64_t init_time_ns;         /* duration of the agent's init, ns */
-	uint64_t ready_time_ns;        /* CLOCK_BOOTTIME before sending ready, ns */
+	uint64_t boot_time_ns;		/* CLOCK_BOOTTIME at agent start, ns */
+	uint64_t init_time_ns;		/* duration of the agent's init, ns */
+	uint64_t ready_time_ns;		/* CLOCK_BOOTTIME before sending ready, ns */
 	struct proto_str agent_version; /* omitted when empty (older agents) */
 };
 
@@ -86,11 +86,11 @@ struct proto_exec_request {
 	size_t nargs;
 	const struct proto_str *env; /* "KEY=VALUE"; default [] */
 	size_t nenv;
-	struct proto_opt_str cwd;    /* null when unset */
-	struct proto_opt_str user;   /* null when unset */
-	bool tty;                    /* default false */
-	uint16_t rows;               /* default 24 */
-	uint16_t cols;               /* default 80 */
+	struct proto_opt_str cwd;	    /* null when unset */
+	struct proto_opt_str user;	    /* null when unset */
+	bool tty;			    /* default false */
+	uint16_t rows;			    /* default 24 */
+	uint16_t cols;			    /* default 80 */
 	const struct proto_rlimit *rlimits; /* default [] */
 	size_t nrlimits;
 };
@@ -102,14 +102,14 @@ struct proto_exec_started {
 
 /* core.exec.stdin.error (not terminal) */
 struct proto_exec_stdin_error {
-	struct proto_opt_i32 err_no;     /* wire key "errno"; null when unset */
+	struct proto_opt_i32 err_no;	 /* wire key "errno"; null when unset */
 	struct proto_opt_str errno_name; /* null when unset */
 	struct proto_str message;
 };
 
 /* core.exec.exited */
 struct proto_exec_exited {
-	int32_t code;                /* -1 after a death by signal */
+	int32_t code;		     /* -1 after a death by signal */
 	struct proto_opt_i32 signal; /* sandwire extension: the signal; omitted when unset */
 };
 
@@ -131,10 +131,10 @@ enum proto_exec_fail_kind {
 /* core.exec.failed: the program never ran. */
 struct proto_exec_failed {
 	enum proto_exec_fail_kind kind;
-	struct proto_opt_i32 err_no;     /* wire key "errno"; null when unset */
+	struct proto_opt_i32 err_no;	 /* wire key "errno"; null when unset */
 	struct proto_opt_str errno_name; /* null when unset */
 	struct proto_str message;
-	struct proto_opt_str stage;      /* "fork", "execvp", ...; null when unset */
+	struct proto_opt_str stage; /* "fork", "execvp", ...; null when unset */
 };
 
 /* core.exec.resize */

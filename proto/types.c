@@ -12,7 +12,7 @@
 #define H2G PROTO_DIR_H2G
 #define G2H PROTO_DIR_G2H
 #define BOTH PROTO_DIR_BOTH
-#define TYPE(e, n, g, f, d, a) [e] = { n, sizeof(n) - 1, g, f, d, a }
+#define TYPE(e, n, g, f, d, a) [e] = {n, sizeof(n) - 1, g, f, d, a}
 
 const struct proto_type_info proto_type_table[PROTO_T__COUNT] = {
 	TYPE(PROTO_T_BOOTSTRAP, "core.bootstrap", 7, 0, H2G, PROTO_TA_CONTROL),
@@ -54,11 +54,11 @@ const struct proto_type_info proto_type_table[PROTO_T__COUNT] = {
  * Candidate check: the last byte first (names of one length mostly differ
  * there), then the whole name.  <len> equals the candidate's length.
  */
-#define CAND(t)                                                                            \
-	do {                                                                               \
-		if (name[len - 1] == proto_type_table[t].name[len - 1] &&                  \
-			memcmp(name, proto_type_table[t].name, len) == 0)                  \
-			return t;                                                          \
+#define CAND(t)                                                                                    \
+	do {                                                                                       \
+		if (name[len - 1] == proto_type_table[t].name[len - 1] &&                          \
+			memcmp(name, proto_type_table[t].name, len) == 0)                          \
+			return t;                                                                  \
 	} while (0)
 
 enum proto_type proto_type_lookup(const char *name, size_t len)

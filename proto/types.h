@@ -56,8 +56,8 @@ enum proto_type {
 
 /* Who sends a type (spec section 3 "dir"). */
 enum proto_dir {
-	PROTO_DIR_H2G = 1,   /* host (engine, relay or client) to guest agent */
-	PROTO_DIR_G2H = 2,   /* guest agent to host */
+	PROTO_DIR_H2G = 1, /* host (engine, relay or client) to guest agent */
+	PROTO_DIR_G2H = 2, /* guest agent to host */
 	PROTO_DIR_BOTH = 3,
 };
 
@@ -69,10 +69,10 @@ enum proto_dir {
 struct proto_type_info {
 	const char *name; /* wire name ("core.exec.stdout"), NUL-terminated */
 	uint8_t name_len; /* strlen(name) */
-	uint8_t gen;      /* generation that introduced the type */
-	uint8_t flags;    /* PROTO_FLAG_* the sender sets (spec 2.3) */
-	uint8_t dir;      /* enum proto_dir */
-	uint8_t attrs;    /* PROTO_TA_* */
+	uint8_t gen;	  /* generation that introduced the type */
+	uint8_t flags;	  /* PROTO_FLAG_* the sender sets (spec 2.3) */
+	uint8_t dir;	  /* enum proto_dir */
+	uint8_t attrs;	  /* PROTO_TA_* */
 };
 
 extern const struct proto_type_info proto_type_table[PROTO_T__COUNT];

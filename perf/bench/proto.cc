@@ -20,7 +20,8 @@
 #include "perf/bench/proto_kern.h"
 #include "perf/bench/shim.h"
 
-namespace {
+namespace
+{
 
 constexpr size_t kDataLen = 64 * 1024;
 
@@ -43,21 +44,51 @@ void BM_proto(benchmark::State &state, long (*kernel)(proto_kern *), bool data)
 	long allocs = proto_kern_allocs() - a0;
 	if (data)
 		state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kDataLen));
-	state.counters["allocs_per_frame"] =
-		benchmark::Counter(static_cast<double>(allocs) / static_cast<double>(state.iterations()));
+	state.counters["allocs_per_frame"] = benchmark::Counter(
+		static_cast<double>(allocs) / static_cast<double>(state.iterations()));
 	proto_kern_free(k);
 }
 
-void BM_proto_data64k_encode(benchmark::State &s) { BM_proto(s, proto_kern_data_encode, true); }
-void BM_proto_data64k_encode_copy(benchmark::State &s) { BM_proto(s, proto_kern_data_encode_copy, true); }
-void BM_proto_data64k_encode_libcbor(benchmark::State &s) { BM_proto(s, proto_kern_data_encode_libcbor, true); }
-void BM_proto_data64k_encode_libcbor_prealloc(benchmark::State &s) { BM_proto(s, proto_kern_data_encode_libcbor_prealloc, true); }
-void BM_proto_data64k_decode(benchmark::State &s) { BM_proto(s, proto_kern_data_decode, true); }
-void BM_proto_data64k_decode_libcbor(benchmark::State &s) { BM_proto(s, proto_kern_data_decode_libcbor, true); }
-void BM_proto_exited_encode(benchmark::State &s) { BM_proto(s, proto_kern_exited_encode, false); }
-void BM_proto_exited_decode(benchmark::State &s) { BM_proto(s, proto_kern_exited_decode, false); }
-void BM_proto_resize_encode(benchmark::State &s) { BM_proto(s, proto_kern_resize_encode, false); }
-void BM_proto_resize_decode(benchmark::State &s) { BM_proto(s, proto_kern_resize_decode, false); }
+void BM_proto_data64k_encode(benchmark::State &s)
+{
+	BM_proto(s, proto_kern_data_encode, true);
+}
+void BM_proto_data64k_encode_copy(benchmark::State &s)
+{
+	BM_proto(s, proto_kern_data_encode_copy, true);
+}
+void BM_proto_data64k_encode_libcbor(benchmark::State &s)
+{
+	BM_proto(s, proto_kern_data_encode_libcbor, true);
+}
+void BM_proto_data64k_encode_libcbor_prealloc(benchmark::State &s)
+{
+	BM_proto(s, proto_kern_data_encode_libcbor_prealloc, true);
+}
+void BM_proto_data64k_decode(benchmark::State &s)
+{
+	BM_proto(s, proto_kern_data_decode, true);
+}
+void BM_proto_data64k_decode_libcbor(benchmark::State &s)
+{
+	BM_proto(s, proto_kern_data_decode_libcbor, true);
+}
+void BM_proto_exited_encode(benchmark::State &s)
+{
+	BM_proto(s, proto_kern_exited_encode, false);
+}
+void BM_proto_exited_decode(benchmark::State &s)
+{
+	BM_proto(s, proto_kern_exited_decode, false);
+}
+void BM_proto_resize_encode(benchmark::State &s)
+{
+	BM_proto(s, proto_kern_resize_encode, false);
+}
+void BM_proto_resize_decode(benchmark::State &s)
+{
+	BM_proto(s, proto_kern_resize_decode, false);
+}
 
 BENCHMARK(BM_proto_data64k_encode);
 BENCHMARK(BM_proto_data64k_encode_copy);

@@ -70,16 +70,16 @@ static void proto_kern_count_init(void)
 #define PROTO_KERN_ID 0x02000001u /* a relay slot-1 id, as a client would use */
 
 struct proto_kern {
-	size_t data_len;       /* payload bytes of the data frame */
-	struct chunk *chunk;   /* payload at CHUNK_HEADROOM, frame prefix in front */
-	uint8_t *data;         /* the payload, for the copying paths */
-	uint8_t *frame;        /* the data frame as sandwire encodes it */
+	size_t data_len;     /* payload bytes of the data frame */
+	struct chunk *chunk; /* payload at CHUNK_HEADROOM, frame prefix in front */
+	uint8_t *data;	     /* the payload, for the copying paths */
+	uint8_t *frame;	     /* the data frame as sandwire encodes it */
 	size_t frame_len;
-	uint8_t *out;          /* output buffer for the copying encodes */
-	uint8_t *pbuf;         /* libcbor baseline: the serialized payload */
+	uint8_t *out;		/* output buffer for the copying encodes */
+	uint8_t *pbuf;		/* libcbor baseline: the serialized payload */
 	uint8_t arena_mem[256]; /* decode arena (control frames need none) */
 	struct proto_arena arena;
-	uint8_t exited[64];    /* encoded control frames */
+	uint8_t exited[64]; /* encoded control frames */
 	size_t exited_len;
 	uint8_t resize[64];
 	size_t resize_len;
@@ -178,8 +178,7 @@ long proto_kern_data_encode(struct proto_kern *k)
 
 long proto_kern_data_encode_copy(struct proto_kern *k)
 {
-	struct proto_msg m = { .type = PROTO_T_EXEC_STDOUT,
-		.u.data = { k->data, k->data_len } };
+	struct proto_msg m = {.type = PROTO_T_EXEC_STDOUT, .u.data = {k->data, k->data_len}};
 
 	return proto_frame_encode(k->out, k->data_len + CHUNK_HEADROOM, PROTO_KERN_ID, &m);
 }
@@ -203,7 +202,7 @@ long proto_kern_data_decode(struct proto_kern *k)
 static int proto_kern_map_put(cbor_item_t *map, const char *key, cbor_item_t *v)
 {
 	cbor_item_t *kt = cbor_build_string(key);
-	bool ok = kt && v && cbor_map_add(map, (struct cbor_pair){ .key = kt, .value = v });
+	bool ok = kt && v && cbor_map_add(map, (struct cbor_pair){.key = kt, .value = v});
 
 	if (kt)
 		cbor_decref(&kt);
@@ -227,8 +226,8 @@ static long proto_kern_libcbor_encode(struct proto_kern *k, bool prealloc)
 	long ret = -1;
 
 	inner = cbor_new_definite_map(1);
-	if (!inner || proto_kern_map_put(inner, "data",
-			      cbor_build_bytestring(k->data, k->data_len)) < 0)
+	if (!inner ||
+		proto_kern_map_put(inner, "data", cbor_build_bytestring(k->data, k->data_len)) < 0)
 		goto out;
 	if (prealloc)
 		p_len = cbor_serialize(inner, k->pbuf, cap);
@@ -239,7 +238,8 @@ static long proto_kern_libcbor_encode(struct proto_kern *k, bool prealloc)
 	env = cbor_new_definite_map(3);
 	if (!env || proto_kern_map_put(env, "v", cbor_build_uint8(PROTO_VERSION)) < 0 ||
 		proto_kern_map_put(env, "t", cbor_build_string("core.exec.stdout")) < 0 ||
-		proto_kern_map_put(env, "p", cbor_build_bytestring(prealloc ? k->pbuf : p, p_len)) < 0)
+		proto_kern_map_put(env, "p", cbor_build_bytestring(prealloc ? k->pbuf : p, p_len)) <
+			0)
 		goto out;
 	if (prealloc) {
 		body_len = cbor_serialize(env, k->out + PROTO_HDR_SIZE, cap - PROTO_HDR_SIZE);
@@ -251,8 +251,8 @@ static long proto_kern_libcbor_encode(struct proto_kern *k, bool prealloc)
 	if (!body_len)
 		goto out;
 	/* the 9-byte header in front of the body: the same frame as the zero-copy path */
-	proto_frame_header_write(k->out, (uint32_t)(PROTO_FRAME_HEADER_SIZE + body_len),
-		PROTO_KERN_ID, 0);
+	proto_frame_header_write(
+		k->out, (uint32_t)(PROTO_FRAME_HEADER_SIZE + body_len), PROTO_KERN_ID, 0);
 	ret = (long)(PROTO_HDR_SIZE + body_len);
 out:
 	free(body);
@@ -317,15 +317,15 @@ out:
 
 long proto_kern_exited_encode(struct proto_kern *k)
 {
-	struct proto_msg m = { .type = PROTO_T_EXEC_EXITED, .u.exec_exited = { .code = 137,
-		.signal = { true, 9 } } };
+	struct proto_msg m = {
+		.type = PROTO_T_EXEC_EXITED, .u.exec_exited = {.code = 137, .signal = {true, 9}}};
 
 	return proto_frame_encode(k->out, 64, PROTO_KERN_ID, &m);
 }
 
 long proto_kern_resize_encode(struct proto_kern *k)
 {
-	struct proto_msg m = { .type = PROTO_T_EXEC_RESIZE, .u.exec_resize = { 50, 132 } };
+	struct proto_msg m = {.type = PROTO_T_EXEC_RESIZE, .u.exec_resize = {50, 132}};
 
 	return proto_frame_encode(k->out, 64, PROTO_KERN_ID, &m);
 }

@@ -27,8 +27,8 @@
 #define VEC_BYTES 1024
 
 struct vec {
-	char name[8];   /* "V21", "H1" */
-	char type[48];  /* wire type name ("" for H lines) */
+	char name[8];  /* "V21", "H1" */
+	char type[48]; /* wire type name ("" for H lines) */
 	uint32_t id;
 	uint8_t flags;
 	uint8_t p[VEC_BYTES];
@@ -124,8 +124,8 @@ static inline const struct vec *vec_find(const struct vec_set *vs, const char *n
  * Build a body {v: <v>, t: <t>, p: <p>} in canonical form into <out>;
  * returns its size.
  */
-static inline size_t tbody(uint8_t *out, size_t cap, unsigned v, const char *t, const void *p,
-	size_t p_len)
+static inline size_t tbody(
+	uint8_t *out, size_t cap, unsigned v, const char *t, const void *p, size_t p_len)
 {
 	struct cbw w;
 
@@ -142,8 +142,8 @@ static inline size_t tbody(uint8_t *out, size_t cap, unsigned v, const char *t, 
 }
 
 /* Wrap <body> into a frame at <out> (header + body); returns the frame size. */
-static inline size_t tframe(uint8_t *out, size_t cap, uint32_t id, uint8_t flags,
-	const void *body, size_t body_len)
+static inline size_t tframe(
+	uint8_t *out, size_t cap, uint32_t id, uint8_t flags, const void *body, size_t body_len)
 {
 	cr_assert(cap >= PROTO_HDR_SIZE + body_len);
 	proto_frame_header_write(out, (uint32_t)(PROTO_FRAME_HEADER_SIZE + body_len), id, flags);
@@ -161,11 +161,11 @@ static inline struct proto_frame tparse(const uint8_t *buf, size_t len)
 }
 
 /* String literal as a struct proto_str. */
-#define S(lit) ((struct proto_str){ (lit), sizeof(lit) - 1 })
+#define S(lit) ((struct proto_str){(lit), sizeof(lit) - 1})
 
 /* Compare a proto_str with a literal. */
-#define cr_assert_str_is(s, lit)                                                           \
-	cr_assert((s).len == sizeof(lit) - 1 && memcmp((s).ptr, (lit), (s).len) == 0,       \
+#define cr_assert_str_is(s, lit)                                                                   \
+	cr_assert((s).len == sizeof(lit) - 1 && memcmp((s).ptr, (lit), (s).len) == 0,              \
 		"expected \"%s\", got \"%.*s\"", (lit), (int)(s).len, (s).ptr)
 
 #endif /* SW_TESTS_PROTO_TEST_H */

@@ -29,8 +29,8 @@ static void teardown(void)
 TestSuite(bad_input, .init = setup, .fini = teardown);
 
 /* Decode a frame holding <body> (id 1, <flags>) into <m>; <ei> gets the context. */
-static int decode_body(const void *body, size_t n, uint8_t flags, struct proto_msg *m,
-	struct proto_errinfo *ei)
+static int decode_body(
+	const void *body, size_t n, uint8_t flags, struct proto_msg *m, struct proto_errinfo *ei)
 {
 	struct proto_frame f;
 
@@ -41,17 +41,17 @@ static int decode_body(const void *body, size_t n, uint8_t flags, struct proto_m
 }
 
 /* Decode payload <p> of type <t> in a canonical envelope with the type's own flags. */
-static int decode_p(const char *t, const void *p, size_t n, struct proto_msg *m,
-	struct proto_errinfo *ei)
+static int decode_p(
+	const char *t, const void *p, size_t n, struct proto_msg *m, struct proto_errinfo *ei)
 {
 	uint8_t body[4096];
 	enum proto_type ty = proto_type_lookup(t, strlen(t));
 
-	return decode_body(body, tbody(body, sizeof(body), 7, t, p, n), proto_type_flags(ty), m,
-		ei);
+	return decode_body(
+		body, tbody(body, sizeof(body), 7, t, p, n), proto_type_flags(ty), m, ei);
 }
 
-#define P(...) ((const uint8_t[]){ __VA_ARGS__ }), sizeof((const uint8_t[]){ __VA_ARGS__ })
+#define P(...) ((const uint8_t[]){__VA_ARGS__}), sizeof((const uint8_t[]){__VA_ARGS__})
 
 Test(bad_input, frames_cut_anywhere_need_more_bytes)
 {
@@ -64,7 +64,8 @@ Test(bad_input, frames_cut_anywhere_need_more_bytes)
 		if (v->name[0] != 'V')
 			continue;
 		for (k = 0; k < v->frame_len; k++) {
-			cr_assert_eq(proto_frame_parse(v->frame, k, &f), 0, "%s cut %zu", v->name, k);
+			cr_assert_eq(
+				proto_frame_parse(v->frame, k, &f), 0, "%s cut %zu", v->name, k);
 			cr_assert_eq(f.need, k < 4 ? 4 : v->frame_len);
 		}
 	}
@@ -125,13 +126,12 @@ Test(bad_input, malformed_cbor_is_reported_as_such)
 	/* a break outside any indefinite item */
 	cr_assert_eq(decode_body(P(0xff), 0, &m, &ei), PROTO_E_CBOR);
 	cr_assert_eq(decode_p("core.ping", P(0xff), &m, &ei), PROTO_E_CBOR);
-	cr_assert_eq(decode_p("core.exec.resize", P(0xa1, 0x64, 'r', 'o', 'w', 's', 0xff), &m,
-			     &ei),
+	cr_assert_eq(decode_p("core.exec.resize", P(0xa1, 0x64, 'r', 'o', 'w', 's', 0xff), &m, &ei),
 		PROTO_E_CBOR);
 	cr_assert_str_eq(ei.field, "rows");
 	/* an unknown key whose value is malformed */
-	cr_assert_eq(decode_p("core.ping", P(0xa1, 0x61, 'x', 0x5f, 0x01, 0xff), &m, &ei),
-		PROTO_E_CBOR);
+	cr_assert_eq(
+		decode_p("core.ping", P(0xa1, 0x61, 'x', 0x5f, 0x01, 0xff), &m, &ei), PROTO_E_CBOR);
 	/* unassigned simple value */
 	cr_assert_eq(decode_p("core.ping", P(0xa1, 0x61, 'x', 0xf8, 0x20), &m, &ei), PROTO_E_CBOR);
 }
@@ -155,23 +155,23 @@ Test(bad_input, wrong_field_types_name_the_field)
 	cr_assert_str_eq(proto_errinfo_format(&ei, line, sizeof(line)),
 		"core.exec.resize: field `rows`: wrong CBOR type for field at offset 41");
 	/* a struct sent as an array; a bool as an integer; tty as null */
-	cr_assert_eq(decode_p("core.exec.resize", P(0x82, 0x01, 0x02), &m, &ei),
-		PROTO_E_WRONG_TYPE);
+	cr_assert_eq(
+		decode_p("core.exec.resize", P(0x82, 0x01, 0x02), &m, &ei), PROTO_E_WRONG_TYPE);
 	cr_assert_eq(decode_p("core.exec.request",
-			     P(0xa2, 0x63, 'c', 'm', 'd', 0x61, 'x', 0x63, 't', 't', 'y', 0x01),
-			     &m, &ei),
+			     P(0xa2, 0x63, 'c', 'm', 'd', 0x61, 'x', 0x63, 't', 't', 'y', 0x01), &m,
+			     &ei),
 		PROTO_E_WRONG_TYPE);
 	cr_assert_str_eq(ei.field, "tty");
 	cr_assert_eq(decode_p("core.exec.request",
-			     P(0xa2, 0x63, 'c', 'm', 'd', 0x61, 'x', 0x63, 't', 't', 'y', 0xf6),
-			     &m, &ei),
+			     P(0xa2, 0x63, 'c', 'm', 'd', 0x61, 'x', 0x63, 't', 't', 'y', 0xf6), &m,
+			     &ei),
 		PROTO_E_WRONG_TYPE);
 	/* an empty struct must still be a map: null and empty p are refused */
 	cr_assert_eq(decode_p("core.ping", P(0xf6), &m, &ei), PROTO_E_WRONG_TYPE);
 	cr_assert_eq(decode_p("core.tcp.eof", "", 0, &m, &ei), PROTO_E_TRUNCATED);
 	/* envelope: v as text, t as an integer, p as text */
-	cr_assert_eq(decode_body(P(0xa3, 0x61, 'v', 0x61, '7', 0x61, 't', 0x69, 'c', 'o', 'r',
-				     'e', '.', 'p', 'i', 'n', 'g', 0x61, 'p', 0x41, 0xa0),
+	cr_assert_eq(decode_body(P(0xa3, 0x61, 'v', 0x61, '7', 0x61, 't', 0x69, 'c', 'o', 'r', 'e',
+					 '.', 'p', 'i', 'n', 'g', 0x61, 'p', 0x41, 0xa0),
 			     0, &m, &ei),
 		PROTO_E_WRONG_TYPE);
 	cr_assert_str_eq(ei.field, "v");
@@ -179,8 +179,8 @@ Test(bad_input, wrong_field_types_name_the_field)
 			     0, &m, &ei),
 		PROTO_E_WRONG_TYPE);
 	cr_assert_str_eq(ei.field, "t");
-	cr_assert_eq(decode_body(P(0xa3, 0x61, 'v', 0x07, 0x61, 't', 0x69, 'c', 'o', 'r', 'e',
-				     '.', 'p', 'i', 'n', 'g', 0x61, 'p', 0x61, 'x'),
+	cr_assert_eq(decode_body(P(0xa3, 0x61, 'v', 0x07, 0x61, 't', 0x69, 'c', 'o', 'r', 'e', '.',
+					 'p', 'i', 'n', 'g', 0x61, 'p', 0x61, 'x'),
 			     0, &m, &ei),
 		PROTO_E_WRONG_TYPE);
 	cr_assert_str_eq(ei.field, "p");
@@ -235,9 +235,10 @@ Test(bad_input, a_duplicate_known_key_is_an_error)
 		PROTO_E_DUP_FIELD);
 	cr_assert_str_eq(ei.field, "rows");
 	/* duplicate "v" in the envelope */
-	cr_assert_eq(decode_body(P(0xa4, 0x61, 'v', 0x07, 0x61, 'v', 0x07, 0x61, 't', 0x69, 'c',
-				     'o', 'r', 'e', '.', 'p', 'i', 'n', 'g', 0x61, 'p', 0x41, 0xa0),
-			     0, &m, &ei),
+	cr_assert_eq(
+		decode_body(P(0xa4, 0x61, 'v', 0x07, 0x61, 'v', 0x07, 0x61, 't', 0x69, 'c', 'o',
+				    'r', 'e', '.', 'p', 'i', 'n', 'g', 0x61, 'p', 0x41, 0xa0),
+			0, &m, &ei),
 		PROTO_E_DUP_FIELD);
 	/* a duplicate unknown key is fine */
 	cr_assert_eq(decode_p("core.ping", P(0xa2, 0x61, 'x', 0x01, 0x61, 'x', 0x02), &m, &ei), 0);
@@ -246,8 +247,8 @@ Test(bad_input, a_duplicate_known_key_is_an_error)
 /* {"rows": 1, "cols": 2, "x": <levels> nested arrays} */
 static size_t deep_resize(uint8_t *p, size_t levels)
 {
-	static const uint8_t head[] = { 0xa3, 0x64, 'r', 'o', 'w', 's', 0x01, 0x64, 'c', 'o', 'l',
-		's', 0x02, 0x61, 'x' };
+	static const uint8_t head[] = {
+		0xa3, 0x64, 'r', 'o', 'w', 's', 0x01, 0x64, 'c', 'o', 'l', 's', 0x02, 0x61, 'x'};
 
 	memcpy(p, head, sizeof(head));
 	memset(p + sizeof(head), 0x81, levels);
@@ -263,8 +264,7 @@ Test(bad_input, nesting_deeper_than_256_is_refused)
 
 	/* the payload map is level 1: 255 more levels are the limit */
 	cr_assert_eq(decode_p("core.exec.resize", p, deep_resize(p, 255), &m, &ei), 0);
-	cr_assert_eq(decode_p("core.exec.resize", p, deep_resize(p, 256), &m, &ei),
-		PROTO_E_DEPTH);
+	cr_assert_eq(decode_p("core.exec.resize", p, deep_resize(p, 256), &m, &ei), PROTO_E_DEPTH);
 }
 
 Test(bad_input, integers_out_of_range_are_refused)
@@ -286,17 +286,17 @@ Test(bad_input, integers_out_of_range_are_refused)
 			     &m, &ei),
 		PROTO_E_RANGE);
 	/* i32 code 2^31 */
-	cr_assert_eq(decode_p("core.exec.exited",
-			     P(0xa1, 0x64, 'c', 'o', 'd', 'e', 0x1a, 0x80, 0x00, 0x00, 0x00), &m,
-			     &ei),
+	cr_assert_eq(
+		decode_p("core.exec.exited",
+			P(0xa1, 0x64, 'c', 'o', 'd', 'e', 0x1a, 0x80, 0x00, 0x00, 0x00), &m, &ei),
 		PROTO_E_RANGE);
 	/* v = 256 and v = -1: unusable versions */
 	cr_assert_eq(decode_body(P(0xa3, 0x61, 'v', 0x19, 0x01, 0x00, 0x61, 't', 0x69, 'c', 'o',
-				     'r', 'e', '.', 'p', 'i', 'n', 'g', 0x61, 'p', 0x41, 0xa0),
+					 'r', 'e', '.', 'p', 'i', 'n', 'g', 0x61, 'p', 0x41, 0xa0),
 			     0, &m, &ei),
 		PROTO_E_VERSION);
-	cr_assert_eq(decode_body(P(0xa3, 0x61, 'v', 0x20, 0x61, 't', 0x69, 'c', 'o', 'r', 'e',
-				     '.', 'p', 'i', 'n', 'g', 0x61, 'p', 0x41, 0xa0),
+	cr_assert_eq(decode_body(P(0xa3, 0x61, 'v', 0x20, 0x61, 't', 0x69, 'c', 'o', 'r', 'e', '.',
+					 'p', 'i', 'n', 'g', 0x61, 'p', 0x41, 0xa0),
 			     0, &m, &ei),
 		PROTO_E_VERSION);
 }
@@ -310,26 +310,26 @@ Test(bad_input, cbor_x_style_input_is_accepted)
 	 * The TypeScript client (spec F30): b9 0003 map heads, tag 64 on byte
 	 * strings, an integral float64 in an integer field, v = 5.
 	 */
-	static const uint8_t body[] = { 0xb9, 0x00, 0x03, 0x61, 'v', 0x05, 0x61, 't', 0x70, 'c',
-		'o', 'r', 'e', '.', 'e', 'x', 'e', 'c', '.', 'r', 'e', 's', 'i', 'z', 'e', 0x61,
-		'p', 0xd8, 0x40, 0x58, 24, 0xb9, 0x00, 0x02, 0x64, 'r', 'o', 'w', 's', 0xfb, 0x40,
-		0x49, 0, 0, 0, 0, 0, 0, 0x64, 'c', 'o', 'l', 's', 0x18, 0x50 };
+	static const uint8_t body[] = {0xb9, 0x00, 0x03, 0x61, 'v', 0x05, 0x61, 't', 0x70, 'c', 'o',
+		'r', 'e', '.', 'e', 'x', 'e', 'c', '.', 'r', 'e', 's', 'i', 'z', 'e', 0x61, 'p',
+		0xd8, 0x40, 0x58, 24, 0xb9, 0x00, 0x02, 0x64, 'r', 'o', 'w', 's', 0xfb, 0x40, 0x49,
+		0, 0, 0, 0, 0, 0, 0x64, 'c', 'o', 'l', 's', 0x18, 0x50};
 
-	cr_assert_eq(decode_body(body, sizeof(body), 0, &m, &ei), 0, "%s",
-		proto_strerror(ei.code));
+	cr_assert_eq(decode_body(body, sizeof(body), 0, &m, &ei), 0, "%s", proto_strerror(ei.code));
 	cr_assert_eq(m.v, 5);
 	cr_assert_eq(m.u.exec_resize.rows, 50);
 	cr_assert_eq(m.u.exec_resize.cols, 80);
 	/* tag 64 on a data payload too */
-	cr_assert_eq(decode_p("core.exec.stdin",
-			     P(0xb9, 0x00, 0x01, 0x64, 'd', 'a', 't', 'a', 0xd8, 0x40, 0x42, 'o',
-				     'k'),
-			     &m, &ei),
+	cr_assert_eq(
+		decode_p("core.exec.stdin",
+			P(0xb9, 0x00, 0x01, 0x64, 'd', 'a', 't', 'a', 0xd8, 0x40, 0x42, 'o', 'k'),
+			&m, &ei),
 		0);
 	cr_assert_eq(m.u.data.len, 2);
 	/* a non-integral float stays refused */
-	cr_assert_eq(decode_p("core.exec.signal",
-			     P(0xa1, 0x66, 's', 'i', 'g', 'n', 'a', 'l', 0xf9, 0x3e, 0x00), &m, &ei),
+	cr_assert_eq(
+		decode_p("core.exec.signal",
+			P(0xa1, 0x66, 's', 'i', 'g', 'n', 'a', 'l', 0xf9, 0x3e, 0x00), &m, &ei),
 		PROTO_E_WRONG_TYPE);
 }
 
@@ -340,17 +340,17 @@ Test(bad_input, indefinite_envelope_and_payload_are_accepted)
 	struct proto_env e;
 
 	/* {_ "v": 7, "t": (_ "core.", "ping"), "p": (_ h'a0') } with the ping payload {_ } */
-	cr_assert_eq(decode_body(P(0xbf, 0x61, 'v', 0x07, 0x61, 't', 0x7f, 0x65, 'c', 'o', 'r',
-				     'e', '.', 0x64, 'p', 'i', 'n', 'g', 0xff, 0x61, 'p', 0x5f, 0x42,
-				     0xbf, 0xff, 0xff, 0xff),
+	cr_assert_eq(decode_body(P(0xbf, 0x61, 'v', 0x07, 0x61, 't', 0x7f, 0x65, 'c', 'o', 'r', 'e',
+					 '.', 0x64, 'p', 'i', 'n', 'g', 0xff, 0x61, 'p', 0x5f, 0x42,
+					 0xbf, 0xff, 0xff, 0xff),
 			     0, &m, &ei),
 		0);
 	cr_assert_eq(m.type, PROTO_T_PING);
 	cr_assert_str_is(m.tname, "core.ping");
 	/* an assembled p has no offset in the body; errors in it count from its start */
-	cr_assert_eq(decode_body(P(0xbf, 0x61, 'v', 0x07, 0x61, 't', 0x70, 'c', 'o', 'r', 'e',
-				     '.', 'e', 'x', 'e', 'c', '.', 's', 'i', 'g', 'n', 'a', 'l', 0x61,
-				     'p', 0x5f, 0x41, 0xa1, 0x42, 0x61, 'x', 0xff, 0xff),
+	cr_assert_eq(decode_body(P(0xbf, 0x61, 'v', 0x07, 0x61, 't', 0x70, 'c', 'o', 'r', 'e', '.',
+					 'e', 'x', 'e', 'c', '.', 's', 'i', 'g', 'n', 'a', 'l',
+					 0x61, 'p', 0x5f, 0x41, 0xa1, 0x42, 0x61, 'x', 0xff, 0xff),
 			     0, &m, &ei),
 		PROTO_E_TRUNCATED);
 	cr_assert_eq(ei.offset, 3);
@@ -384,8 +384,7 @@ Test(bad_input, missing_fields_are_named)
 	char line[128];
 
 	/* V42's story: exec.resize without cols */
-	cr_assert_eq(decode_p("core.exec.resize", P(0xa1, 0x64, 'r', 'o', 'w', 's', 0x01), &m,
-			     &ei),
+	cr_assert_eq(decode_p("core.exec.resize", P(0xa1, 0x64, 'r', 'o', 'w', 's', 0x01), &m, &ei),
 		PROTO_E_MISSING_FIELD);
 	cr_assert_str_eq(ei.field, "cols");
 	cr_assert_str_eq(proto_errinfo_format(&ei, line, sizeof(line)),
@@ -399,8 +398,8 @@ Test(bad_input, missing_fields_are_named)
 	cr_assert_str_eq(ei.field, "gid");
 	/* envelope without p */
 	cr_assert_eq(decode_body(v->frame + PROTO_HDR_SIZE, 1, 0, &m, &ei), PROTO_E_TRUNCATED);
-	cr_assert_eq(decode_body(P(0xa2, 0x61, 'v', 0x07, 0x61, 't', 0x69, 'c', 'o', 'r', 'e',
-				     '.', 'p', 'i', 'n', 'g'),
+	cr_assert_eq(decode_body(P(0xa2, 0x61, 'v', 0x07, 0x61, 't', 0x69, 'c', 'o', 'r', 'e', '.',
+					 'p', 'i', 'n', 'g'),
 			     0, &m, &ei),
 		PROTO_E_MISSING_FIELD);
 	cr_assert_str_eq(ei.field, "p");
@@ -479,21 +478,21 @@ static void check_caps(const struct proto_msg *m)
 
 Test(bad_input, encoders_refuse_what_does_not_fit)
 {
-	static const struct proto_str args[] = { S("-c"), S("exit 3") };
-	struct proto_msg m = { .type = PROTO_T_EXEC_RESIZE, .u.exec_resize = { 1, 2 } };
+	static const struct proto_str args[] = {S("-c"), S("exit 3")};
+	struct proto_msg m = {.type = PROTO_T_EXEC_RESIZE, .u.exec_resize = {1, 2}};
 	uint8_t *big, *out, buf[64];
 
-	check_caps(&m); /* payload under 24 bytes */
+	check_caps(&m);		       /* payload under 24 bytes */
 	m.type = PROTO_T_EXEC_REQUEST; /* 24..255 */
-	m.u.exec_request = (struct proto_exec_request){ .cmd = S("sh"), .args = args, .nargs = 2 };
+	m.u.exec_request = (struct proto_exec_request){.cmd = S("sh"), .args = args, .nargs = 2};
 	check_caps(&m);
 	m.type = PROTO_T_TCP_FAILED; /* 256 and more */
-	m.u.tcp_failed.error = (struct proto_str){ (const char *)frame_buf, 300 };
+	m.u.tcp_failed.error = (struct proto_str){(const char *)frame_buf, 300};
 	memset(frame_buf, 'e', 300);
 	check_caps(&m);
 
 	m.type = PROTO_T_ERROR;
-	m.u.error = (struct proto_core_error){ .kind = PROTO_ERROR__COUNT, .message = S("x") };
+	m.u.error = (struct proto_core_error){.kind = PROTO_ERROR__COUNT, .message = S("x")};
 	cr_assert_eq(proto_frame_encode(buf, sizeof(buf), 1, &m), PROTO_E_BAD_VALUE);
 	m.type = PROTO_T__COUNT;
 	cr_assert_eq(proto_frame_encode(buf, sizeof(buf), 1, &m), -EINVAL);
@@ -504,13 +503,13 @@ Test(bad_input, encoders_refuse_what_does_not_fit)
 	memset(big, 'a', PROTO_MAX_WIRE_SIZE);
 	/* a data frame of exactly the maximum, then one byte over */
 	m.type = PROTO_T_TCP_DATA;
-	m.u.data = (struct proto_data){ big, 4194261 };
+	m.u.data = (struct proto_data){big, 4194261};
 	cr_assert_eq(proto_frame_encode(out, PROTO_MAX_WIRE_SIZE + 64, 1, &m), PROTO_MAX_WIRE_SIZE);
 	m.u.data.len++;
 	cr_assert_eq(proto_frame_encode(out, PROTO_MAX_WIRE_SIZE + 64, 1, &m), PROTO_E_OVERSIZE);
 	/* a control frame: tcp.failed has 46 bytes of overhead */
 	m.type = PROTO_T_TCP_FAILED;
-	m.u.tcp_failed.error = (struct proto_str){ (const char *)big, PROTO_MAX_FRAME_LEN - 46 };
+	m.u.tcp_failed.error = (struct proto_str){(const char *)big, PROTO_MAX_FRAME_LEN - 46};
 	cr_assert_eq(proto_frame_encode(out, PROTO_MAX_WIRE_SIZE + 64, 1, &m), PROTO_MAX_WIRE_SIZE);
 	m.u.tcp_failed.error.len++;
 	cr_assert_eq(proto_frame_encode(out, PROTO_MAX_WIRE_SIZE + 64, 1, &m), PROTO_E_OVERSIZE);

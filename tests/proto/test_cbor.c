@@ -11,9 +11,9 @@
 #include "tests/proto/proto_test.h"
 
 /* Reader over a byte literal. */
-#define RD(r, ...)                                                                         \
-	static const uint8_t r##_buf[] = { __VA_ARGS__ };                                  \
-	struct cbr r;                                                                      \
+#define RD(r, ...)                                                                                 \
+	static const uint8_t r##_buf[] = {__VA_ARGS__};                                            \
+	struct cbr r;                                                                              \
 	cbr_init(&r, r##_buf, sizeof(r##_buf), NULL)
 
 Test(cbor_wr, writes_shortest_heads)
@@ -23,16 +23,16 @@ Test(cbor_wr, writes_shortest_heads)
 		uint8_t enc[9];
 		size_t n;
 	} cases[] = {
-		{ 0, { 0x00 }, 1 },
-		{ 23, { 0x17 }, 1 },
-		{ 24, { 0x18, 24 }, 2 },
-		{ 255, { 0x18, 0xff }, 2 },
-		{ 256, { 0x19, 0x01, 0x00 }, 3 },
-		{ 65535, { 0x19, 0xff, 0xff }, 3 },
-		{ 65536, { 0x1a, 0, 1, 0, 0 }, 5 },
-		{ UINT32_MAX, { 0x1a, 0xff, 0xff, 0xff, 0xff }, 5 },
-		{ 1ull << 32, { 0x1b, 0, 0, 0, 1, 0, 0, 0, 0 }, 9 },
-		{ UINT64_MAX, { 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }, 9 },
+		{0, {0x00}, 1},
+		{23, {0x17}, 1},
+		{24, {0x18, 24}, 2},
+		{255, {0x18, 0xff}, 2},
+		{256, {0x19, 0x01, 0x00}, 3},
+		{65535, {0x19, 0xff, 0xff}, 3},
+		{65536, {0x1a, 0, 1, 0, 0}, 5},
+		{UINT32_MAX, {0x1a, 0xff, 0xff, 0xff, 0xff}, 5},
+		{1ull << 32, {0x1b, 0, 0, 0, 1, 0, 0, 0, 0}, 9},
+		{UINT64_MAX, {0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 9},
 	};
 	uint8_t buf[16];
 	struct cbw w;
@@ -69,7 +69,7 @@ Test(cbor_wr, writes_negative_integers_as_major_type_1)
 
 Test(cbor_wr, writes_strings_maps_and_simple_values)
 {
-	static const uint8_t want[] = { 0xa3, 0x61, 'k', 0x43, 1, 2, 3, 0x60, 0x80, 0xf5, 0xf6 };
+	static const uint8_t want[] = {0xa3, 0x61, 'k', 0x43, 1, 2, 3, 0x60, 0x80, 0xf5, 0xf6};
 	uint8_t buf[32];
 	struct cbw w;
 
@@ -117,10 +117,10 @@ Test(cbor_rd, reads_integers_of_any_head_width)
 
 Test(cbor_rd, checks_integer_ranges)
 {
-	RD(r, 0x1a, 0x00, 0x01, 0x11, 0x70,     /* 70000 */
-		0x20,                            /* -1 */
-		0x3a, 0x7f, 0xff, 0xff, 0xff,    /* -2^31 */
-		0x3a, 0x80, 0x00, 0x00, 0x00,    /* -2^31 - 1 */
+	RD(r, 0x1a, 0x00, 0x01, 0x11, 0x70,   /* 70000 */
+		0x20,			      /* -1 */
+		0x3a, 0x7f, 0xff, 0xff, 0xff, /* -2^31 */
+		0x3a, 0x80, 0x00, 0x00, 0x00, /* -2^31 - 1 */
 		0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff);
 	const uint8_t *p;
 	uint64_t u64;
@@ -155,12 +155,12 @@ Test(cbor_rd, checks_integer_ranges)
 
 Test(cbor_rd, accepts_integral_floats_only)
 {
-	RD(r, 0xf9, 0x52, 0x40,                                 /* half 50.0 */
-		0xfa, 0x47, 0x80, 0x00, 0x00,                    /* single 65536.0 */
+	RD(r, 0xf9, 0x52, 0x40,					      /* half 50.0 */
+		0xfa, 0x47, 0x80, 0x00, 0x00,			      /* single 65536.0 */
 		0xfb, 0x41, 0xf0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* double 2^32 */
 		0xfb, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* double -2.0 */
-		0xf9, 0x3e, 0x00,                                 /* half 1.5 */
-		0xf9, 0x7e, 0x00);                                /* half NaN */
+		0xf9, 0x3e, 0x00,				      /* half 1.5 */
+		0xf9, 0x7e, 0x00);				      /* half NaN */
 	const uint8_t *p;
 	uint64_t u64;
 	uint16_t u16;
@@ -183,9 +183,9 @@ Test(cbor_rd, accepts_integral_floats_only)
 
 Test(cbor_rd, reads_tag_2_bignums_as_integers)
 {
-	RD(r, 0xc2, 0x42, 0x01, 0x00,               /* 256 */
+	RD(r, 0xc2, 0x42, 0x01, 0x00,					       /* 256 */
 		0xc2, 0x49, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* u64 max, padded */
-		0xc2, 0x49, 1, 0, 0, 0, 0, 0, 0, 0, 0); /* 2^64 */
+		0xc2, 0x49, 1, 0, 0, 0, 0, 0, 0, 0, 0);			       /* 2^64 */
 	uint64_t v;
 
 	cr_assert_eq(cbr_u64(&r, &v), 0);
@@ -215,7 +215,7 @@ Test(cbor_rd, skips_tags_before_items)
 
 Test(cbor_rd, rejects_reserved_additional_info)
 {
-	static const uint8_t majors[] = { 0x00, 0x20, 0x40, 0x60, 0x80, 0xa0, 0xc0, 0xe0 };
+	static const uint8_t majors[] = {0x00, 0x20, 0x40, 0x60, 0x80, 0xa0, 0xc0, 0xe0};
 	struct cbr_item it;
 	struct cbr r;
 	uint8_t b;
@@ -234,8 +234,8 @@ Test(cbor_rd, rejects_reserved_additional_info)
 Test(cbor_rd, rejects_a_break_outside_an_indefinite_item)
 {
 	RD(r1, 0xff);
-	RD(r2, 0x82, 0x01, 0xff);       /* break inside a definite array */
-	RD(r3, 0xbf, 0x61, 'a', 0xff); /* break after a key, before its value */
+	RD(r2, 0x82, 0x01, 0xff);	/* break inside a definite array */
+	RD(r3, 0xbf, 0x61, 'a', 0xff);	/* break after a key, before its value */
 	RD(r4, 0x9f, 0xd8, 0x40, 0xff); /* a tag on a break */
 	struct cbr_agg a;
 	uint32_t v;
@@ -263,7 +263,7 @@ Test(cbor_rd, skips_nested_and_indefinite_items)
 
 Test(cbor_rd, rejects_bad_indefinite_string_chunks)
 {
-	RD(r1, 0x5f, 0x61, 'x', 0xff); /* a text chunk in a byte string */
+	RD(r1, 0x5f, 0x61, 'x', 0xff);	/* a text chunk in a byte string */
 	RD(r2, 0x7f, 0x7f, 0xff, 0xff); /* nested indefinite chunk */
 	struct proto_str s;
 
@@ -303,8 +303,8 @@ Test(cbor_rd, bounds_nesting_at_256_levels)
 
 Test(cbor_rd, reports_truncation_not_garbage)
 {
-	static const uint8_t full[] = { 0xa2, 0x61, 'a', 0x19, 0x01, 0x00, 0x61, 'b', 0x82, 0x43,
-		1, 2, 3, 0x5f, 0x41, 9, 0xff };
+	static const uint8_t full[] = {0xa2, 0x61, 'a', 0x19, 0x01, 0x00, 0x61, 'b', 0x82, 0x43, 1,
+		2, 3, 0x5f, 0x41, 9, 0xff};
 	struct cbr r;
 	size_t k;
 
@@ -376,8 +376,8 @@ Test(cbor_rd, accepts_byte_keys_and_refuses_indefinite_keys)
 
 Test(cbor_rd, assembles_indefinite_strings_in_the_arena)
 {
-	static const uint8_t in[] = { 0x7f, 0x62, 'a', 'b', 0x60, 0x61, 'c', 0xff,
-		0x5f, 0x41, 1, 0x42, 2, 3, 0xff };
+	static const uint8_t in[] = {
+		0x7f, 0x62, 'a', 'b', 0x60, 0x61, 'c', 0xff, 0x5f, 0x41, 1, 0x42, 2, 3, 0xff};
 	uint8_t mem[64];
 	struct proto_arena a;
 	struct proto_str s;
@@ -400,8 +400,8 @@ Test(cbor_rd, assembles_indefinite_strings_in_the_arena)
 
 Test(cbor_rd, reads_byte_fields_sent_as_integer_arrays)
 {
-	static const uint8_t in[] = { 0x83, 0x01, 0x18, 0xff, 0x00, 0x9f, 0x02, 0xff,
-		0x82, 0x19, 0x01, 0x00, 0x00 };
+	static const uint8_t in[] = {
+		0x83, 0x01, 0x18, 0xff, 0x00, 0x9f, 0x02, 0xff, 0x82, 0x19, 0x01, 0x00, 0x00};
 	uint8_t mem[64];
 	struct proto_arena a;
 	const uint8_t *p;
@@ -422,8 +422,8 @@ Test(cbor_rd, reads_byte_fields_sent_as_integer_arrays)
 
 Test(cbor_rd, validates_utf8_text)
 {
-	RD(r1, 0x62, 0xc3, 0xa9); /* é */
-	RD(r2, 0x62, 0xc0, 0x80); /* overlong NUL */
+	RD(r1, 0x62, 0xc3, 0xa9);	/* é */
+	RD(r2, 0x62, 0xc0, 0x80);	/* overlong NUL */
 	RD(r3, 0x63, 0xed, 0xa0, 0x80); /* surrogate */
 	RD(r4, 0x61, 0xff);
 	struct proto_str s;
@@ -486,7 +486,7 @@ Test(cbor_rd, arena_aligns_and_refuses_overflow)
 
 Test(proto_error, names_codes_and_formats_context)
 {
-	struct proto_errinfo ei = { PROTO_E_MISSING_FIELD, 12, "core.exec.resize", "cols" };
+	struct proto_errinfo ei = {PROTO_E_MISSING_FIELD, 12, "core.exec.resize", "cols"};
 	char buf[128];
 
 	cr_assert_str_eq(proto_strerror(PROTO_E_DEPTH), "nesting too deep");

@@ -20,8 +20,8 @@
 #include "ring/chunk.h"
 #include "tests/proto/proto_test.h"
 
-static volatile int counting;  /* count allocations while set */
-static volatile long allocs;   /* allocations counted */
+static volatile int counting; /* count allocations while set */
+static volatile long allocs;  /* allocations counted */
 
 #ifdef SW_SANITIZER_BUILD
 /* From the sanitizer runtime (gcc ships no allocator_interface.h). */
@@ -139,11 +139,11 @@ Test(data, largest_payloads_fit_and_one_more_byte_does_not)
 		size_t max;
 		size_t overhead;
 	} cases[] = {
-		{ PROTO_T_EXEC_STDIN, 4194259, 45 },
-		{ PROTO_T_EXEC_STDOUT, 4194258, 46 },
-		{ PROTO_T_EXEC_STDERR, 4194258, 46 },
-		{ PROTO_T_TCP_DATA, 4194261, 43 },
-		{ PROTO_T_FS_DATA, 4194262, 42 },
+		{PROTO_T_EXEC_STDIN, 4194259, 45},
+		{PROTO_T_EXEC_STDOUT, 4194258, 46},
+		{PROTO_T_EXEC_STDERR, 4194258, 46},
+		{PROTO_T_TCP_DATA, 4194261, 43},
+		{PROTO_T_FS_DATA, 4194262, 42},
 	};
 	uint8_t buf[64];
 	size_t i, prefix;
@@ -157,8 +157,8 @@ Test(data, largest_payloads_fit_and_one_more_byte_does_not)
 		cr_assert_eq(proto_data_prefix_write(buf, sizeof(buf), cases[i].t, 1, cases[i].max),
 			(long)prefix);
 		cr_assert_eq(proto_be32(buf), PROTO_MAX_FRAME_LEN);
-		cr_assert_eq(proto_data_prefix_write(buf, sizeof(buf), cases[i].t, 1,
-				     cases[i].max + 1),
+		cr_assert_eq(
+			proto_data_prefix_write(buf, sizeof(buf), cases[i].t, 1, cases[i].max + 1),
 			PROTO_E_OVERSIZE);
 	}
 }
@@ -204,7 +204,7 @@ Test(data, decoding_a_64k_frame_allocates_nothing)
 	rc2 = proto_frame_parse(chunk_ptr(c), c->len, &f);
 	rc3 = proto_frame_decode(&f, &m, NULL, NULL);
 	rc4 = proto_env_decode(f.body, f.body_len, NULL, &e, NULL) ||
-		proto_data_decode(&e, NULL, &data, &len);
+	      proto_data_decode(&e, NULL, &data, &len);
 	counting = 0;
 
 	cr_assert_eq(rc1, 0);
@@ -255,9 +255,9 @@ Test(data, the_allocation_counter_sees_libcbor_allocations)
 Test(data, accepts_tagged_and_reordered_payloads)
 {
 	/* {"x": 1, "data": 64(h'6869')} as cbor-x writes it (16-bit map head) */
-	static const uint8_t p[] = { 0xb9, 0x00, 0x02, 0x61, 'x', 0x01, 0x64, 'd', 'a', 't', 'a',
-		0xd8, 0x40, 0x42, 'h', 'i' };
-	struct proto_env e = { .p = p, .p_len = sizeof(p) };
+	static const uint8_t p[] = {0xb9, 0x00, 0x02, 0x61, 'x', 0x01, 0x64, 'd', 'a', 't', 'a',
+		0xd8, 0x40, 0x42, 'h', 'i'};
+	struct proto_env e = {.p = p, .p_len = sizeof(p)};
 	const uint8_t *data;
 	size_t len;
 
@@ -269,12 +269,11 @@ Test(data, accepts_tagged_and_reordered_payloads)
 Test(data, rare_forms_need_an_arena)
 {
 	/* {"data": (_ h'68', h'69')} and {"data": [104, 105]} */
-	static const uint8_t p1[] = { 0xa1, 0x64, 'd', 'a', 't', 'a', 0x5f, 0x41, 'h', 0x41, 'i',
-		0xff };
-	static const uint8_t p2[] = { 0xa1, 0x64, 'd', 'a', 't', 'a', 0x82, 0x18, 104, 0x18,
-		105 };
-	struct proto_env e1 = { .p = p1, .p_len = sizeof(p1) };
-	struct proto_env e2 = { .p = p2, .p_len = sizeof(p2) };
+	static const uint8_t p1[] = {
+		0xa1, 0x64, 'd', 'a', 't', 'a', 0x5f, 0x41, 'h', 0x41, 'i', 0xff};
+	static const uint8_t p2[] = {0xa1, 0x64, 'd', 'a', 't', 'a', 0x82, 0x18, 104, 0x18, 105};
+	struct proto_env e1 = {.p = p1, .p_len = sizeof(p1)};
+	struct proto_env e2 = {.p = p2, .p_len = sizeof(p2)};
 	uint8_t mem[64];
 	struct proto_arena a;
 	const uint8_t *data;
@@ -292,13 +291,13 @@ Test(data, rare_forms_need_an_arena)
 
 Test(data, missing_and_duplicate_data_keys_are_errors)
 {
-	static const uint8_t p1[] = { 0xa1, 0x61, 'x', 0x40 };
-	static const uint8_t p2[] = { 0xa2, 0x64, 'd', 'a', 't', 'a', 0x40, 0x64, 'd', 'a', 't',
-		'a', 0x40 };
-	static const uint8_t p3[] = { 0xa1, 0x64, 'd', 'a', 't', 'a', 0x61, 'x' };
-	struct proto_env e1 = { .p = p1, .p_len = sizeof(p1) };
-	struct proto_env e2 = { .p = p2, .p_len = sizeof(p2) };
-	struct proto_env e3 = { .p = p3, .p_len = sizeof(p3) };
+	static const uint8_t p1[] = {0xa1, 0x61, 'x', 0x40};
+	static const uint8_t p2[] = {
+		0xa2, 0x64, 'd', 'a', 't', 'a', 0x40, 0x64, 'd', 'a', 't', 'a', 0x40};
+	static const uint8_t p3[] = {0xa1, 0x64, 'd', 'a', 't', 'a', 0x61, 'x'};
+	struct proto_env e1 = {.p = p1, .p_len = sizeof(p1)};
+	struct proto_env e2 = {.p = p2, .p_len = sizeof(p2)};
+	struct proto_env e3 = {.p = p3, .p_len = sizeof(p3)};
 	const uint8_t *data;
 	size_t len;
 

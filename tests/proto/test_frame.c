@@ -13,7 +13,7 @@
 
 Test(frame, parses_a_complete_frame)
 {
-	static const uint8_t fr[] = { 0, 0, 0, 7, 0, 0, 1, 2, 0x01, 0xa0, 0xff, 0x55 };
+	static const uint8_t fr[] = {0, 0, 0, 7, 0, 0, 1, 2, 0x01, 0xa0, 0xff, 0x55};
 	struct proto_frame f;
 
 	cr_assert_eq(proto_frame_parse(fr, sizeof(fr), &f), 11); /* the 0x55 is the next frame */
@@ -27,7 +27,7 @@ Test(frame, parses_a_complete_frame)
 
 Test(frame, says_need_more_with_the_size_once_known)
 {
-	static const uint8_t fr[] = { 0, 0, 0, 7, 0, 0, 1, 2, 0x01, 0xa0, 0xff };
+	static const uint8_t fr[] = {0, 0, 0, 7, 0, 0, 1, 2, 0x01, 0xa0, 0xff};
 	struct proto_frame f;
 	size_t k;
 
@@ -39,9 +39,9 @@ Test(frame, says_need_more_with_the_size_once_known)
 
 Test(frame, refuses_an_oversize_length_from_four_bytes)
 {
-	static const uint8_t big[] = { 0x00, 0x40, 0x00, 0x01 }; /* 4 MiB + 1 */
-	static const uint8_t max[] = { 0x00, 0x40, 0x00, 0x00 }; /* exactly 4 MiB */
-	static const uint8_t huge[] = { 0xff, 0xff, 0xff, 0xff };
+	static const uint8_t big[] = {0x00, 0x40, 0x00, 0x01}; /* 4 MiB + 1 */
+	static const uint8_t max[] = {0x00, 0x40, 0x00, 0x00}; /* exactly 4 MiB */
+	static const uint8_t huge[] = {0xff, 0xff, 0xff, 0xff};
 	struct proto_frame f;
 
 	cr_assert_eq(proto_frame_parse(big, 4, &f), PROTO_E_OVERSIZE);
@@ -52,14 +52,15 @@ Test(frame, refuses_an_oversize_length_from_four_bytes)
 
 Test(frame, refuses_a_length_below_the_header)
 {
-	static const uint8_t four[] = { 0, 0, 0, 4, 0, 0, 0, 0 };
-	static const uint8_t zero[] = { 0, 0, 0, 0 };
-	static const uint8_t five[] = { 0, 0, 0, 5, 0, 0, 0, 9, 0 };
+	static const uint8_t four[] = {0, 0, 0, 4, 0, 0, 0, 0};
+	static const uint8_t zero[] = {0, 0, 0, 0};
+	static const uint8_t five[] = {0, 0, 0, 5, 0, 0, 0, 9, 0};
 	struct proto_frame f;
 
 	cr_assert_eq(proto_frame_parse(four, 4, &f), PROTO_E_UNDERSIZE);
 	cr_assert_eq(proto_frame_parse(zero, 4, &f), PROTO_E_UNDERSIZE);
-	cr_assert_eq(proto_frame_parse(five, sizeof(five), &f), 9); /* empty body: framing is fine */
+	cr_assert_eq(
+		proto_frame_parse(five, sizeof(five), &f), 9); /* empty body: framing is fine */
 	cr_assert_eq(f.body_len, 0);
 }
 
@@ -89,7 +90,7 @@ struct stream {
 static void stream_build(struct stream *s)
 {
 	static uint8_t data[70000];
-	struct proto_msg m = { .type = PROTO_T_EXEC_STDOUT };
+	struct proto_msg m = {.type = PROTO_T_EXEC_STDOUT};
 	size_t i, sz;
 	long n;
 
@@ -100,7 +101,7 @@ static void stream_build(struct stream *s)
 	s->len = 0;
 	for (i = 0; i < NFRAMES; i++) {
 		sz = i % 10 == 9 ? sizeof(data) : (i * 37) % 300;
-		m.u.data = (struct proto_data){ data, sz };
+		m.u.data = (struct proto_data){data, sz};
 		n = proto_frame_encode(s->bytes + s->len, sizeof(data) + 64, (uint32_t)i, &m);
 		cr_assert_gt(n, 0);
 		s->off[i] = s->len;
@@ -119,11 +120,11 @@ struct split_result {
  * Feed <s> in reads whose sizes come from <next_size>; check that every
  * frame comes out once, in order, intact.
  */
-static struct split_result split(const struct stream *s, size_t (*next_size)(size_t, void *),
-	void *arg)
+static struct split_result split(
+	const struct stream *s, size_t (*next_size)(size_t, void *), void *arg)
 {
 	static uint8_t *asm_buf;
-	struct split_result res = { 0 };
+	struct split_result res = {0};
 	struct proto_splitter sp;
 	struct proto_frame f;
 	uint8_t *rbuf;
@@ -250,9 +251,9 @@ Test(splitter, yields_every_frame_for_a_split_at_every_offset)
 
 Test(splitter, poisons_itself_on_a_framing_error)
 {
-	static const uint8_t good[] = { 0, 0, 0, 5, 0, 0, 0, 1, 0 };
-	static const uint8_t bad[] = { 0x00, 0x40, 0x00 };
-	static const uint8_t bad_tail[] = { 0x01 };
+	static const uint8_t good[] = {0, 0, 0, 5, 0, 0, 0, 1, 0};
+	static const uint8_t bad[] = {0x00, 0x40, 0x00};
+	static const uint8_t bad_tail[] = {0x01};
 	static uint8_t asm_buf[PROTO_SPLITTER_BUF_SIZE];
 	struct proto_splitter sp;
 	struct proto_frame f;

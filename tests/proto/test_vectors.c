@@ -39,7 +39,7 @@ static void check_vector(const char *name, const struct proto_msg *m)
 {
 	const struct vec *v = vec_find(vs, name);
 	static uint8_t buf[4096];
-	struct proto_errinfo ei = { 0 };
+	struct proto_errinfo ei = {0};
 	struct proto_frame f;
 	struct proto_env e;
 	long n;
@@ -65,7 +65,7 @@ static void check_vector(const char *name, const struct proto_msg *m)
 	cr_assert_str_eq(proto_type_name(dec.type), v->type);
 	cr_assert_eq(dec.v, PROTO_VERSION);
 	cr_assert(dec.tname.len == strlen(v->type) &&
-		memcmp(dec.tname.ptr, v->type, dec.tname.len) == 0);
+		  memcmp(dec.tname.ptr, v->type, dec.tname.len) == 0);
 
 	n = proto_frame_encode(buf, sizeof(buf), v->id, &dec);
 	cr_assert_eq(n, (long)v->frame_len, "%s: re-encoded size", name);
@@ -75,14 +75,14 @@ static void check_vector(const char *name, const struct proto_msg *m)
 /* Messages with no payload struct. */
 static void check_plain(const char *name, enum proto_type t)
 {
-	struct proto_msg m = { .type = t };
+	struct proto_msg m = {.type = t};
 
 	check_vector(name, &m);
 }
 
 Test(vectors, v01_bootstrap_default)
 {
-	struct proto_msg m = { .type = PROTO_T_BOOTSTRAP };
+	struct proto_msg m = {.type = PROTO_T_BOOTSTRAP};
 
 	check_vector("V01", &m);
 	cr_assert_eq(dec.u.bootstrap.security_profile, PROTO_BOOT_SECURITY_DEFAULT);
@@ -92,8 +92,8 @@ Test(vectors, v01_bootstrap_default)
 
 Test(vectors, v02_init_resolved)
 {
-	struct proto_msg m = { .type = PROTO_T_INIT_RESOLVED,
-		.u.init_resolved.default_user = { .uid = 1000, .gid = 1000 } };
+	struct proto_msg m = {.type = PROTO_T_INIT_RESOLVED,
+		.u.init_resolved.default_user = {.uid = 1000, .gid = 1000}};
 
 	check_vector("V02", &m);
 	cr_assert_eq(dec.u.init_resolved.default_user.uid, 1000);
@@ -107,9 +107,11 @@ Test(vectors, v03_init_ack)
 
 Test(vectors, v04_ready_with_agent_version)
 {
-	struct proto_msg m = { .type = PROTO_T_READY,
-		.u.ready = { .boot_time_ns = 812345678, .init_time_ns = 123456789,
-			.ready_time_ns = 1012345678, .agent_version = S("0.6.14") } };
+	struct proto_msg m = {.type = PROTO_T_READY,
+		.u.ready = {.boot_time_ns = 812345678,
+			.init_time_ns = 123456789,
+			.ready_time_ns = 1012345678,
+			.agent_version = S("0.6.14")}};
 
 	check_vector("V04", &m);
 	cr_assert_eq(dec.u.ready.boot_time_ns, 812345678);
@@ -120,9 +122,9 @@ Test(vectors, v04_ready_with_agent_version)
 
 Test(vectors, v05_ready_without_agent_version)
 {
-	struct proto_msg m = { .type = PROTO_T_READY,
-		.u.ready = { .boot_time_ns = 1500000, .init_time_ns = 250000,
-			.ready_time_ns = 2000000 } };
+	struct proto_msg m = {.type = PROTO_T_READY,
+		.u.ready = {
+			.boot_time_ns = 1500000, .init_time_ns = 250000, .ready_time_ns = 2000000}};
 
 	check_vector("V05", &m);
 	cr_assert_eq(dec.u.ready.ready_time_ns, 2000000);
@@ -131,8 +133,8 @@ Test(vectors, v05_ready_without_agent_version)
 
 Test(vectors, v06_clock_sync_u64)
 {
-	struct proto_msg m = { .type = PROTO_T_CLOCK_SYNC,
-		.u.clock_sync.unix_time_nanos = 1787500000000000000ull };
+	struct proto_msg m = {
+		.type = PROTO_T_CLOCK_SYNC, .u.clock_sync.unix_time_nanos = 1787500000000000000ull};
 
 	check_vector("V06", &m);
 	cr_assert_eq(dec.u.clock_sync.unix_time_nanos, 1787500000000000000ull);
@@ -147,7 +149,7 @@ Test(vectors, v07_to_v09_ping_pong_touch)
 
 Test(vectors, v10_touched)
 {
-	struct proto_msg m = { .type = PROTO_T_TOUCHED, .u.touched.activity_seq = 42 };
+	struct proto_msg m = {.type = PROTO_T_TOUCHED, .u.touched.activity_seq = 42};
 
 	check_vector("V10", &m);
 	cr_assert_eq(dec.u.touched.activity_seq, 42);
@@ -155,16 +157,24 @@ Test(vectors, v10_touched)
 
 Test(vectors, v11_exec_request_pty)
 {
-	static const struct proto_str args[] = { S("-l"), S("-c"), S("top") };
-	static const struct proto_str env[] = { S("TERM=xterm-256color"), S("LANG=C.UTF-8") };
+	static const struct proto_str args[] = {S("-l"), S("-c"), S("top")};
+	static const struct proto_str env[] = {S("TERM=xterm-256color"), S("LANG=C.UTF-8")};
 	static const struct proto_rlimit rl[] = {
-		{ S("nofile"), 1024, 4096 },
-		{ S("nproc"), 512, 512 },
+		{S("nofile"), 1024, 4096},
+		{S("nproc"), 512, 512},
 	};
-	struct proto_msg m = { .type = PROTO_T_EXEC_REQUEST,
-		.u.exec_request = { .cmd = S("/bin/bash"), .args = args, .nargs = 3, .env = env,
-			.nenv = 2, .cwd = { true, S("/root") }, .tty = true, .rows = 40,
-			.cols = 120, .rlimits = rl, .nrlimits = 2 } };
+	struct proto_msg m = {.type = PROTO_T_EXEC_REQUEST,
+		.u.exec_request = {.cmd = S("/bin/bash"),
+			.args = args,
+			.nargs = 3,
+			.env = env,
+			.nenv = 2,
+			.cwd = {true, S("/root")},
+			.tty = true,
+			.rows = 40,
+			.cols = 120,
+			.rlimits = rl,
+			.nrlimits = 2}};
 	const struct proto_exec_request *q = &dec.u.exec_request;
 
 	check_vector("V11", &m);
@@ -187,12 +197,17 @@ Test(vectors, v11_exec_request_pty)
 
 Test(vectors, v12_exec_request_pipe_rlim_infinity)
 {
-	static const struct proto_str args[] = { S("-c"), S("cat; echo done >&2") };
-	static const struct proto_rlimit rl[] = { { S("as"), UINT64_MAX, UINT64_MAX } };
-	struct proto_msg m = { .type = PROTO_T_EXEC_REQUEST,
-		.u.exec_request = { .cmd = S("sh"), .args = args, .nargs = 2,
-			.user = { true, S("1000:1000") }, .rows = 24, .cols = 80, .rlimits = rl,
-			.nrlimits = 1 } };
+	static const struct proto_str args[] = {S("-c"), S("cat; echo done >&2")};
+	static const struct proto_rlimit rl[] = {{S("as"), UINT64_MAX, UINT64_MAX}};
+	struct proto_msg m = {.type = PROTO_T_EXEC_REQUEST,
+		.u.exec_request = {.cmd = S("sh"),
+			.args = args,
+			.nargs = 2,
+			.user = {true, S("1000:1000")},
+			.rows = 24,
+			.cols = 80,
+			.rlimits = rl,
+			.nrlimits = 1}};
 	const struct proto_exec_request *q = &dec.u.exec_request;
 
 	check_vector("V12", &m);
@@ -206,7 +221,7 @@ Test(vectors, v12_exec_request_pipe_rlim_infinity)
 
 Test(vectors, v13_exec_started)
 {
-	struct proto_msg m = { .type = PROTO_T_EXEC_STARTED, .u.exec_started.pid = 42 };
+	struct proto_msg m = {.type = PROTO_T_EXEC_STARTED, .u.exec_started.pid = 42};
 
 	check_vector("V13", &m);
 	cr_assert_eq(dec.u.exec_started.pid, 42);
@@ -215,7 +230,7 @@ Test(vectors, v13_exec_started)
 /* Data vectors: payload bytes into the frame. */
 static void check_data(const char *name, enum proto_type t, const char *data, size_t len)
 {
-	struct proto_msg m = { .type = t, .u.data = { (const uint8_t *)data, len } };
+	struct proto_msg m = {.type = t, .u.data = {(const uint8_t *)data, len}};
 	const struct vec *v = vec_find(vs, name);
 
 	check_vector(name, &m);
@@ -235,9 +250,10 @@ Test(vectors, v14_to_v17_exec_data)
 
 Test(vectors, v18_exec_stdin_error)
 {
-	struct proto_msg m = { .type = PROTO_T_EXEC_STDIN_ERROR,
-		.u.exec_stdin_error = { .err_no = { true, 32 }, .errno_name = { true, S("EPIPE") },
-			.message = S("io error: Broken pipe (os error 32)") } };
+	struct proto_msg m = {.type = PROTO_T_EXEC_STDIN_ERROR,
+		.u.exec_stdin_error = {.err_no = {true, 32},
+			.errno_name = {true, S("EPIPE")},
+			.message = S("io error: Broken pipe (os error 32)")}};
 
 	check_vector("V18", &m);
 	cr_assert(dec.u.exec_stdin_error.err_no.set);
@@ -247,7 +263,7 @@ Test(vectors, v18_exec_stdin_error)
 
 Test(vectors, v19_exec_resize)
 {
-	struct proto_msg m = { .type = PROTO_T_EXEC_RESIZE, .u.exec_resize = { 50, 132 } };
+	struct proto_msg m = {.type = PROTO_T_EXEC_RESIZE, .u.exec_resize = {50, 132}};
 
 	check_vector("V19", &m);
 	cr_assert_eq(dec.u.exec_resize.rows, 50);
@@ -256,7 +272,7 @@ Test(vectors, v19_exec_resize)
 
 Test(vectors, v20_exec_signal)
 {
-	struct proto_msg m = { .type = PROTO_T_EXEC_SIGNAL, .u.exec_signal.signal = 15 };
+	struct proto_msg m = {.type = PROTO_T_EXEC_SIGNAL, .u.exec_signal.signal = 15};
 
 	check_vector("V20", &m);
 	cr_assert_eq(dec.u.exec_signal.signal, 15);
@@ -264,7 +280,7 @@ Test(vectors, v20_exec_signal)
 
 Test(vectors, v21_v22_exec_exited)
 {
-	struct proto_msg m = { .type = PROTO_T_EXEC_EXITED, .u.exec_exited.code = 0 };
+	struct proto_msg m = {.type = PROTO_T_EXEC_EXITED, .u.exec_exited.code = 0};
 
 	check_vector("V21", &m);
 	cr_assert_eq(dec.u.exec_exited.code, 0);
@@ -276,11 +292,12 @@ Test(vectors, v21_v22_exec_exited)
 
 Test(vectors, v23_exec_failed)
 {
-	struct proto_msg m = { .type = PROTO_T_EXEC_FAILED,
-		.u.exec_failed = { .kind = PROTO_EXEC_FAIL_NOT_FOUND, .err_no = { true, 2 },
-			.errno_name = { true, S("ENOENT") },
+	struct proto_msg m = {.type = PROTO_T_EXEC_FAILED,
+		.u.exec_failed = {.kind = PROTO_EXEC_FAIL_NOT_FOUND,
+			.err_no = {true, 2},
+			.errno_name = {true, S("ENOENT")},
 			.message = S("spawn \"/nope\": No such file or directory (os error 2)"),
-			.stage = { true, S("Command::spawn") } } };
+			.stage = {true, S("Command::spawn")}}};
 
 	check_vector("V23", &m);
 	cr_assert_eq(dec.u.exec_failed.kind, PROTO_EXEC_FAIL_NOT_FOUND);
@@ -290,9 +307,10 @@ Test(vectors, v23_exec_failed)
 
 Test(vectors, v24_fs_request_stat)
 {
-	struct proto_msg m = { .type = PROTO_T_FS_REQUEST,
-		.u.fs_request = { .kind = PROTO_FS_OP_STAT, .path = S("/etc/hostname"),
-			.follow_symlink = true } };
+	struct proto_msg m = {.type = PROTO_T_FS_REQUEST,
+		.u.fs_request = {.kind = PROTO_FS_OP_STAT,
+			.path = S("/etc/hostname"),
+			.follow_symlink = true}};
 
 	check_vector("V24", &m);
 	cr_assert_eq(dec.u.fs_request.kind, PROTO_FS_OP_STAT);
@@ -302,13 +320,16 @@ Test(vectors, v24_fs_request_stat)
 
 Test(vectors, v25_fs_response_stat)
 {
-	struct proto_msg m = { .type = PROTO_T_FS_RESPONSE,
-		.u.fs_response = { .ok = true,
-			.data = { .kind = PROTO_FS_DATA_STAT,
-				.stat = { .path = S("/etc/hostname"), .kind = PROTO_FS_KIND_FILE,
-					.size = 13, .mode = 33188, .modified = { true, 1787500000 },
-					.atime = { true, 1787500000 },
-					.mtime = { true, 1787500000 } } } } };
+	struct proto_msg m = {.type = PROTO_T_FS_RESPONSE,
+		.u.fs_response = {.ok = true,
+			.data = {.kind = PROTO_FS_DATA_STAT,
+				.stat = {.path = S("/etc/hostname"),
+					.kind = PROTO_FS_KIND_FILE,
+					.size = 13,
+					.mode = 33188,
+					.modified = {true, 1787500000},
+					.atime = {true, 1787500000},
+					.mtime = {true, 1787500000}}}}};
 
 	check_vector("V25", &m);
 	cr_assert(dec.u.fs_response.ok);
@@ -318,10 +339,13 @@ Test(vectors, v25_fs_response_stat)
 
 Test(vectors, v26_fs_request_open_file)
 {
-	struct proto_msg m = { .type = PROTO_T_FS_REQUEST,
-		.u.fs_request = { .kind = PROTO_FS_OP_OPEN_FILE, .path = S("/tmp/out.txt"),
-			.options = { .write = true, .create = true, .truncate = true,
-				.mode = { true, 420 } } } };
+	struct proto_msg m = {.type = PROTO_T_FS_REQUEST,
+		.u.fs_request = {.kind = PROTO_FS_OP_OPEN_FILE,
+			.path = S("/tmp/out.txt"),
+			.options = {.write = true,
+				.create = true,
+				.truncate = true,
+				.mode = {true, 420}}}};
 
 	check_vector("V26", &m);
 	cr_assert(dec.u.fs_request.options.truncate);
@@ -330,9 +354,8 @@ Test(vectors, v26_fs_request_open_file)
 
 Test(vectors, v27_fs_response_handle)
 {
-	struct proto_msg m = { .type = PROTO_T_FS_RESPONSE,
-		.u.fs_response = { .ok = true,
-			.data = { .kind = PROTO_FS_DATA_HANDLE, .handle = 1 } } };
+	struct proto_msg m = {.type = PROTO_T_FS_RESPONSE,
+		.u.fs_response = {.ok = true, .data = {.kind = PROTO_FS_DATA_HANDLE, .handle = 1}}};
 
 	check_vector("V27", &m);
 	cr_assert_eq(dec.u.fs_response.data.handle, 1);
@@ -340,9 +363,9 @@ Test(vectors, v27_fs_response_handle)
 
 Test(vectors, v28_fs_request_write)
 {
-	struct proto_msg m = { .type = PROTO_T_FS_REQUEST,
-		.u.fs_request = { .kind = PROTO_FS_OP_WRITE, .handle = 1, .offset = 0,
-			.len = { true, 5 } } };
+	struct proto_msg m = {.type = PROTO_T_FS_REQUEST,
+		.u.fs_request = {
+			.kind = PROTO_FS_OP_WRITE, .handle = 1, .offset = 0, .len = {true, 5}}};
 
 	check_vector("V28", &m);
 	cr_assert_eq(dec.u.fs_request.len.v, 5);
@@ -356,7 +379,7 @@ Test(vectors, v29_v30_fs_data)
 
 Test(vectors, v31_fs_response_ok)
 {
-	struct proto_msg m = { .type = PROTO_T_FS_RESPONSE, .u.fs_response = { .ok = true } };
+	struct proto_msg m = {.type = PROTO_T_FS_RESPONSE, .u.fs_response = {.ok = true}};
 
 	check_vector("V31", &m);
 	cr_assert_eq(dec.u.fs_response.data.kind, PROTO_FS_DATA_NONE);
@@ -365,8 +388,8 @@ Test(vectors, v31_fs_response_ok)
 
 Test(vectors, v32_fs_request_read_to_eof)
 {
-	struct proto_msg m = { .type = PROTO_T_FS_REQUEST,
-		.u.fs_request = { .kind = PROTO_FS_OP_READ, .handle = 1 } };
+	struct proto_msg m = {.type = PROTO_T_FS_REQUEST,
+		.u.fs_request = {.kind = PROTO_FS_OP_READ, .handle = 1}};
 
 	check_vector("V32", &m);
 	cr_assert_not(dec.u.fs_request.len.set);
@@ -374,8 +397,8 @@ Test(vectors, v32_fs_request_read_to_eof)
 
 Test(vectors, v33_fs_request_mkdir)
 {
-	struct proto_msg m = { .type = PROTO_T_FS_REQUEST,
-		.u.fs_request = { .kind = PROTO_FS_OP_MKDIR, .path = S("/data/a/b") } };
+	struct proto_msg m = {.type = PROTO_T_FS_REQUEST,
+		.u.fs_request = {.kind = PROTO_FS_OP_MKDIR, .path = S("/data/a/b")}};
 
 	check_vector("V33", &m);
 	cr_assert_not(dec.u.fs_request.mode.set);
@@ -383,9 +406,9 @@ Test(vectors, v33_fs_request_mkdir)
 
 Test(vectors, v34_fs_response_error)
 {
-	struct proto_msg m = { .type = PROTO_T_FS_RESPONSE,
-		.u.fs_response = { .ok = false,
-			.error = { true, S("stat: No such file or directory (os error 2)") } } };
+	struct proto_msg m = {.type = PROTO_T_FS_RESPONSE,
+		.u.fs_response = {.ok = false,
+			.error = {true, S("stat: No such file or directory (os error 2)")}}};
 
 	check_vector("V34", &m);
 	cr_assert_not(dec.u.fs_response.ok);
@@ -394,8 +417,8 @@ Test(vectors, v34_fs_response_error)
 
 Test(vectors, v35_tcp_connect)
 {
-	struct proto_msg m = { .type = PROTO_T_TCP_CONNECT,
-		.u.tcp_connect = { .host = S("127.0.0.1"), .port = 8080 } };
+	struct proto_msg m = {.type = PROTO_T_TCP_CONNECT,
+		.u.tcp_connect = {.host = S("127.0.0.1"), .port = 8080}};
 
 	check_vector("V35", &m);
 	cr_assert_str_is(dec.u.tcp_connect.host, "127.0.0.1");
@@ -413,21 +436,21 @@ Test(vectors, v36_to_v40_tcp)
 
 Test(vectors, v41_tcp_failed)
 {
-	struct proto_msg m = { .type = PROTO_T_TCP_FAILED,
-		.u.tcp_failed.error = S("connect 127.0.0.1:1: Connection refused (os error 111)") };
+	struct proto_msg m = {.type = PROTO_T_TCP_FAILED,
+		.u.tcp_failed.error = S("connect 127.0.0.1:1: Connection refused (os error 111)")};
 
 	check_vector("V41", &m);
-	cr_assert_str_is(dec.u.tcp_failed.error,
-		"connect 127.0.0.1:1: Connection refused (os error 111)");
+	cr_assert_str_is(
+		dec.u.tcp_failed.error, "connect 127.0.0.1:1: Connection refused (os error 111)");
 }
 
 Test(vectors, v42_core_error)
 {
-	struct proto_msg m = { .type = PROTO_T_ERROR,
-		.u.error = { .kind = PROTO_ERROR_INVALID_PAYLOAD,
+	struct proto_msg m = {.type = PROTO_T_ERROR,
+		.u.error = {.kind = PROTO_ERROR_INVALID_PAYLOAD,
 			.message = S("decode payload for core.exec.resize: cbor decode error: "
 				     "Semantic(None, \"missing field `cols`\")"),
-			.offending_type = { true, S("core.exec.resize") } } };
+			.offending_type = {true, S("core.exec.resize")}}};
 
 	check_vector("V42", &m);
 	cr_assert_eq(dec.u.error.kind, PROTO_ERROR_INVALID_PAYLOAD);
@@ -437,8 +460,8 @@ Test(vectors, v42_core_error)
 
 Test(vectors, v43_relay_client_disconnected)
 {
-	struct proto_msg m = { .type = PROTO_T_RELAY_CLIENT_DISCONNECTED,
-		.u.relay_client_disconnected = { .id_start = 1, .id_end_exclusive = 33554431 } };
+	struct proto_msg m = {.type = PROTO_T_RELAY_CLIENT_DISCONNECTED,
+		.u.relay_client_disconnected = {.id_start = 1, .id_end_exclusive = 33554431}};
 
 	check_vector("V43", &m);
 	cr_assert_eq(dec.u.relay_client_disconnected.id_end_exclusive, 33554431);
@@ -447,32 +470,37 @@ Test(vectors, v43_relay_client_disconnected)
 Test(vectors, v44_bootstrap_rich)
 {
 	static struct proto_boot_tmpfs_mount tmpfs[] = {
-		{ .path = S("/tmp"), .size_mib = { true, 64 }, .mode = { true, 1023 } },
+		{.path = S("/tmp"), .size_mib = {true, 64}, .mode = {true, 1023}},
 	};
-	static struct proto_rlimit rl[] = { { S("nofile"), 65535, 65535 } };
-	static struct proto_boot_env env[] = { { S("APP"), S("1") } };
-	struct proto_msg m = { .type = PROTO_T_BOOTSTRAP,
+	static struct proto_rlimit rl[] = {{S("nofile"), 65535, 65535}};
+	static struct proto_boot_env env[] = {{S("APP"), S("1")}};
+	struct proto_msg m = {.type = PROTO_T_BOOTSTRAP,
 		.u.bootstrap = {
-			.block_root = { .kind = PROTO_BOOT_ROOT_OCI_EROFS, .lower = S("/dev/vda"),
-				.upper = { .kind = PROTO_BOOT_UPPER_TMPFS,
-					.size_mib = { true, 512 } } },
+			.block_root = {.kind = PROTO_BOOT_ROOT_OCI_EROFS,
+				.lower = S("/dev/vda"),
+				.upper = {.kind = PROTO_BOOT_UPPER_TMPFS, .size_mib = {true, 512}}},
 			.tmpfs_mounts = tmpfs,
 			.n_tmpfs_mounts = 1,
-			.hostname = { true, S("worker-01") },
-			.host_alias = { true, S("host.microsandbox.internal") },
-			.network = { .set = true, .interface = S("eth0"),
-				.mac = { 2, 0, 0, 0, 0, 2 }, .mtu = 1500,
-				.ipv4 = { .set = true, .address = { 172, 16, 0, 2 },
-					.prefix_len = 30, .gateway = { 172, 16, 0, 1 },
-					.has_dns = true, .dns = { 172, 16, 0, 1 } } },
+			.hostname = {true, S("worker-01")},
+			.host_alias = {true, S("host.microsandbox.internal")},
+			.network = {.set = true,
+				.interface = S("eth0"),
+				.mac = {2, 0, 0, 0, 0, 2},
+				.mtu = 1500,
+				.ipv4 = {.set = true,
+					.address = {172, 16, 0, 2},
+					.prefix_len = 30,
+					.gateway = {172, 16, 0, 1},
+					.has_dns = true,
+					.dns = {172, 16, 0, 1}}},
 			.rlimits = rl,
 			.n_rlimits = 1,
-			.user = { true, S("1000:1000") },
-			.default_cwd = { true, S("/workspace") },
+			.user = {true, S("1000:1000")},
+			.default_cwd = {true, S("/workspace")},
 			.default_env = env,
 			.n_default_env = 1,
 			.security_profile = PROTO_BOOT_SECURITY_RESTRICTED,
-		} };
+		}};
 
 	check_vector("V44", &m);
 	cr_assert_eq(dec.u.bootstrap.network.mtu, 1500);
@@ -526,7 +554,8 @@ Test(vectors, every_type_name_looks_up_to_itself)
 		cr_assert_eq(proto_type_lookup(ti->name, ti->name_len), t, "%s", ti->name);
 		/* a prefix matches only a type of exactly that name (tcp.close of tcp.closed) */
 		p = proto_type_lookup(ti->name, ti->name_len - 1);
-		cr_assert(p == PROTO_T_UNKNOWN ||
+		cr_assert(
+			p == PROTO_T_UNKNOWN ||
 			(proto_type_table[p].name_len == ti->name_len - 1 &&
 				memcmp(proto_type_table[p].name, ti->name, ti->name_len - 1) == 0));
 		/* a one-letter change never matches */
@@ -546,9 +575,9 @@ Test(vectors, every_type_name_looks_up_to_itself)
 /* Spec section 3 table and 2.4: generation, direction, the id-0 control types. */
 Test(vectors, type_table_matches_the_spec)
 {
-	static const enum proto_type control[] = { PROTO_T_BOOTSTRAP, PROTO_T_INIT_RESOLVED,
+	static const enum proto_type control[] = {PROTO_T_BOOTSTRAP, PROTO_T_INIT_RESOLVED,
 		PROTO_T_INIT_ACK, PROTO_T_READY, PROTO_T_CLOCK_SYNC, PROTO_T_SHUTDOWN,
-		PROTO_T_RELAY_CLIENT_DISCONNECTED };
+		PROTO_T_RELAY_CLIENT_DISCONNECTED};
 	size_t i, ncontrol = 0, ndata = 0, nflagged = 0;
 	int t;
 
@@ -579,7 +608,7 @@ Test(vectors, type_table_matches_the_spec)
 static void round_trip(const struct proto_msg *m, struct proto_msg *out)
 {
 	static uint8_t a[8192], b[8192];
-	struct proto_errinfo ei = { 0 };
+	struct proto_errinfo ei = {0};
 	struct proto_frame f;
 	long n, n2;
 	int rc;
@@ -598,42 +627,41 @@ static void round_trip(const struct proto_msg *m, struct proto_msg *out)
 
 Test(vectors, round_trip_of_every_type_with_options_set)
 {
-	static const struct proto_str strs[] = { S("a"), S("bc") };
-	static const struct proto_rlimit rl[] = { { S("core"), 0, 1 } };
+	static const struct proto_str strs[] = {S("a"), S("bc")};
+	static const struct proto_rlimit rl[] = {{S("core"), 0, 1}};
 	struct proto_msg m[PROTO_T__COUNT], out;
 	int t;
 
 	memset(m, 0, sizeof(m));
 	for (t = 0; t < PROTO_T__COUNT; t++)
 		m[t].type = t;
-	m[PROTO_T_INIT_RESOLVED].u.init_resolved.default_user = (struct proto_default_user){ 1, 2 };
-	m[PROTO_T_READY].u.ready = (struct proto_ready){ 1, 2, UINT64_MAX, S("sandwire/0.1") };
+	m[PROTO_T_INIT_RESOLVED].u.init_resolved.default_user = (struct proto_default_user){1, 2};
+	m[PROTO_T_READY].u.ready = (struct proto_ready){1, 2, UINT64_MAX, S("sandwire/0.1")};
 	m[PROTO_T_RELAY_CLIENT_DISCONNECTED].u.relay_client_disconnected =
-		(struct proto_relay_client_disconnected){ 5, UINT32_MAX };
+		(struct proto_relay_client_disconnected){5, UINT32_MAX};
 	m[PROTO_T_CLOCK_SYNC].u.clock_sync.unix_time_nanos = 1;
 	m[PROTO_T_TOUCHED].u.touched.activity_seq = 1ull << 40;
-	m[PROTO_T_ERROR].u.error = (struct proto_core_error){ PROTO_ERROR_INVALID_SESSION,
-		S("live"), { true, S("core.tcp.connect") } };
-	m[PROTO_T_EXEC_REQUEST].u.exec_request = (struct proto_exec_request){ S("x"), strs, 2,
-		strs, 1, { true, S("/") }, { true, S("0:0") }, true, 1, UINT16_MAX, rl, 1 };
+	m[PROTO_T_ERROR].u.error = (struct proto_core_error){
+		PROTO_ERROR_INVALID_SESSION, S("live"), {true, S("core.tcp.connect")}};
+	m[PROTO_T_EXEC_REQUEST].u.exec_request = (struct proto_exec_request){S("x"), strs, 2, strs,
+		1, {true, S("/")}, {true, S("0:0")}, true, 1, UINT16_MAX, rl, 1};
 	m[PROTO_T_EXEC_STARTED].u.exec_started.pid = UINT32_MAX;
-	m[PROTO_T_EXEC_STDIN_ERROR].u.exec_stdin_error = (struct proto_exec_stdin_error){
-		{ true, INT32_MIN }, { true, S("EIO") }, S("m") };
-	m[PROTO_T_EXEC_EXITED].u.exec_exited = (struct proto_exec_exited){ -1, { true, 9 } };
+	m[PROTO_T_EXEC_STDIN_ERROR].u.exec_stdin_error =
+		(struct proto_exec_stdin_error){{true, INT32_MIN}, {true, S("EIO")}, S("m")};
+	m[PROTO_T_EXEC_EXITED].u.exec_exited = (struct proto_exec_exited){-1, {true, 9}};
 	m[PROTO_T_EXEC_FAILED].u.exec_failed = (struct proto_exec_failed){
-		PROTO_EXEC_FAIL_OTHER, { true, 22 }, { true, S("EINVAL") }, S("m"),
-		{ true, S("fork") } };
-	m[PROTO_T_EXEC_RESIZE].u.exec_resize = (struct proto_exec_resize){ 0, UINT16_MAX };
+		PROTO_EXEC_FAIL_OTHER, {true, 22}, {true, S("EINVAL")}, S("m"), {true, S("fork")}};
+	m[PROTO_T_EXEC_RESIZE].u.exec_resize = (struct proto_exec_resize){0, UINT16_MAX};
 	m[PROTO_T_EXEC_SIGNAL].u.exec_signal.signal = INT32_MAX;
 	m[PROTO_T_FS_REQUEST].u.fs_request = (struct proto_fs_request){
-		.kind = PROTO_FS_OP_READ_DIR, .handle = 3, .limit = { true, 10 } };
-	m[PROTO_T_FS_RESPONSE].u.fs_response = (struct proto_fs_response){ .ok = true,
-		.data = { .kind = PROTO_FS_DATA_PATH, .path = S("/x") } };
-	m[PROTO_T_TCP_CONNECT].u.tcp_connect = (struct proto_tcp_connect){ S("::1"), 1 };
+		.kind = PROTO_FS_OP_READ_DIR, .handle = 3, .limit = {true, 10}};
+	m[PROTO_T_FS_RESPONSE].u.fs_response = (struct proto_fs_response){
+		.ok = true, .data = {.kind = PROTO_FS_DATA_PATH, .path = S("/x")}};
+	m[PROTO_T_TCP_CONNECT].u.tcp_connect = (struct proto_tcp_connect){S("::1"), 1};
 	m[PROTO_T_TCP_FAILED].u.tcp_failed.error = S("e");
-	m[PROTO_T_EXEC_STDIN].u.data = (struct proto_data){ (const uint8_t *)"x", 1 };
-	m[PROTO_T_EXEC_STDOUT].u.data = (struct proto_data){ (const uint8_t *)"yy", 2 };
-	m[PROTO_T_BOOTSTRAP].u.bootstrap.hostname = (struct proto_opt_str){ true, S("h") };
+	m[PROTO_T_EXEC_STDIN].u.data = (struct proto_data){(const uint8_t *)"x", 1};
+	m[PROTO_T_EXEC_STDOUT].u.data = (struct proto_data){(const uint8_t *)"yy", 2};
+	m[PROTO_T_BOOTSTRAP].u.bootstrap.hostname = (struct proto_opt_str){true, S("h")};
 
 	for (t = 0; t < PROTO_T__COUNT; t++)
 		round_trip(&m[t], &out);
@@ -656,7 +684,7 @@ Test(vectors, round_trip_of_every_type_with_options_set)
 
 Test(vectors, round_trip_with_options_unset)
 {
-	struct proto_msg m = { 0 }, out;
+	struct proto_msg m = {0}, out;
 	uint8_t buf[256];
 	long n;
 
@@ -667,20 +695,20 @@ Test(vectors, round_trip_with_options_unset)
 	cr_assert_arr_eq(buf, vec_find(vs, "V21")->frame, (size_t)n);
 
 	m.type = PROTO_T_ERROR; /* offending_type omitted: two keys */
-	m.u.error = (struct proto_core_error){ .kind = PROTO_ERROR_MALFORMED_MESSAGE,
-		.message = S("bad") };
+	m.u.error = (struct proto_core_error){
+		.kind = PROTO_ERROR_MALFORMED_MESSAGE, .message = S("bad")};
 	round_trip(&m, &out);
 	cr_assert_not(out.u.error.offending_type.set);
 
 	m.type = PROTO_T_EXEC_STDIN_ERROR; /* errno and errno_name written as null */
-	m.u.exec_stdin_error = (struct proto_exec_stdin_error){ .message = S("x") };
+	m.u.exec_stdin_error = (struct proto_exec_stdin_error){.message = S("x")};
 	round_trip(&m, &out);
 	cr_assert_not(out.u.exec_stdin_error.err_no.set);
 	cr_assert_not(out.u.exec_stdin_error.errno_name.set);
 
 	m.type = PROTO_T_EXEC_FAILED;
-	m.u.exec_failed = (struct proto_exec_failed){ .kind = PROTO_EXEC_FAIL_BAD_CWD,
-		.message = S("x") };
+	m.u.exec_failed =
+		(struct proto_exec_failed){.kind = PROTO_EXEC_FAIL_BAD_CWD, .message = S("x")};
 	round_trip(&m, &out);
 	cr_assert_not(out.u.exec_failed.err_no.set);
 	cr_assert_not(out.u.exec_failed.errno_name.set);
@@ -688,7 +716,7 @@ Test(vectors, round_trip_with_options_unset)
 	cr_assert_eq(out.u.exec_failed.kind, PROTO_EXEC_FAIL_BAD_CWD);
 
 	m.type = PROTO_T_EXEC_REQUEST; /* nine keys even when empty */
-	m.u.exec_request = (struct proto_exec_request){ .cmd = S("true"), .rows = 24, .cols = 80 };
+	m.u.exec_request = (struct proto_exec_request){.cmd = S("true"), .rows = 24, .cols = 80};
 	round_trip(&m, &out);
 	cr_assert_eq(out.u.exec_request.nargs, 0);
 	cr_assert_null(out.u.exec_request.args);
@@ -696,13 +724,12 @@ Test(vectors, round_trip_with_options_unset)
 	cr_assert_not(out.u.exec_request.user.set);
 
 	m.type = PROTO_T_READY;
-	m.u.ready = (struct proto_ready){ .boot_time_ns = 1, .init_time_ns = 2,
-		.ready_time_ns = 3 };
+	m.u.ready = (struct proto_ready){.boot_time_ns = 1, .init_time_ns = 2, .ready_time_ns = 3};
 	round_trip(&m, &out);
 	cr_assert_eq(out.u.ready.agent_version.len, 0);
 
 	m.type = PROTO_T_FS_RESPONSE;
-	m.u.fs_response = (struct proto_fs_response){ .ok = false };
+	m.u.fs_response = (struct proto_fs_response){.ok = false};
 	round_trip(&m, &out);
 	cr_assert_not(out.u.fs_response.error.set);
 }
@@ -735,7 +762,7 @@ Test(vectors, exec_request_defaults_apply_to_missing_keys)
 
 Test(vectors, version_field_is_written_as_given)
 {
-	struct proto_msg m = { .type = PROTO_T_PING, .v = 9 }, out;
+	struct proto_msg m = {.type = PROTO_T_PING, .v = 9}, out;
 	struct proto_frame f;
 	uint8_t buf[64];
 	long n;

@@ -7,8 +7,8 @@
  *
  * Item counts: 4 producers x 1,000,000 into one MPSC ring, and 4,000,000
  * through an SPSC ring, in every build, sanitizers included: measured on 2
- * cores (gcc 12), the whole file takes about 1 s normally, 2 s under
- * ASan+UBSan (-O0) and 3.5 s under TSan (-O1), far below the 60 s budget,
+ * busy cores (gcc 12), the whole file takes about 1 s normally, 2 s under
+ * ASan+UBSan (-O0) and 3.5 to 5.5 s under TSan, far below the 60 s budget,
  * so no count is reduced.  SW_RING_STRESS_ITEMS=<n> in the environment sets
  * the per-producer count (SPSC moves 4 x n) for longer soak runs.
  */
