@@ -13,10 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-int agent_client_spawn(struct agent_client *c, const char *const *argv)
+static int client_alloc(struct agent_client *c)
 {
-	int sv[2], rc;
-
 	memset(c, 0, sizeof(*c));
 	c->pid = -1;
 	c->fd = -1;
@@ -24,10 +22,32 @@ int agent_client_spawn(struct agent_client *c, const char *const *argv)
 	c->buf = malloc(c->cap);
 	c->arena_mem = malloc(AGENT_CLIENT_ARENA);
 	c->out = malloc(PROTO_MAX_WIRE_SIZE);
-	if (!c->buf || !c->arena_mem || !c->out) {
-		rc = -ENOMEM;
-		goto err;
-	}
+	if (c->buf && c->arena_mem && c->out)
+		return 0;
+	free(c->buf);
+	free(c->arena_mem);
+	free(c->out);
+	c->buf = c->arena_mem = c->out = NULL;
+	return -ENOMEM;
+}
+
+int agent_client_attach(struct agent_client *c, int fd, pid_t pid)
+{
+	int rc = client_alloc(c);
+
+	if (rc < 0)
+		return rc;
+	c->fd = fd;
+	c->pid = pid;
+	return 0;
+}
+
+int agent_client_spawn(struct agent_client *c, const char *const *argv)
+{
+	int sv[2], rc;
+
+	if ((rc = client_alloc(c)) < 0)
+		return rc;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		rc = -errno;
 		goto err;

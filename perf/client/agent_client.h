@@ -39,6 +39,12 @@ struct agent_client {
  * descriptor 3.  Returns 0 or -errno.
  */
 int agent_client_spawn(struct agent_client *c, const char *const *argv);
+/*
+ * Use an existing console: <fd> (ownership passes to the client) to an
+ * agent that someone else started (pid -1: the client waits for nothing on
+ * close).  Returns 0 or -ENOMEM.
+ */
+int agent_client_attach(struct agent_client *c, int fd, pid_t pid);
 /* Send one message; returns the frame size or a negative code. */
 long agent_client_send(struct agent_client *c, uint32_t id, const struct proto_msg *m);
 /* Send raw bytes.  Returns 0 or -errno. */
