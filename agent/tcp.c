@@ -61,6 +61,13 @@ static void tcp_finish(struct agent *a, struct agent_tcp *t, const char *failure
 	agent_sess_put(a, &t->s);
 }
 
+/* "<what> [<where>]: <OS error text> (os error N)", as the reference's Rust errors print. */
+static void os_error(char *buf, size_t cap, const char *what, const char *where, int err)
+{
+	snprintf(buf, cap, "%s%s%s: %s (os error %d)", what, where ? " " : "", where ? where : "",
+		strerror(err), err);
+}
+
 static void send_empty(struct agent *a, uint32_t id, enum proto_type type)
 {
 	struct proto_msg m = {.type = type};
@@ -141,14 +148,16 @@ void agent_tcp_connect(struct agent *a, uint32_t id, const struct proto_tcp_conn
 
 	rc = resolve(host, c->port, ss, &slen);
 	if (rc < 0) {
-		snprintf(msg, sizeof(msg), "connect %s: %s", t->where,
-			rc == -EHOSTUNREACH ? "name does not resolve" : strerror(-rc));
+		if (rc == -EHOSTUNREACH)
+			snprintf(msg, sizeof(msg), "connect %s: name does not resolve", t->where);
+		else
+			os_error(msg, sizeof(msg), "connect", t->where, -rc);
 		tcp_finish(a, t, msg);
 		return;
 	}
 	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
 	if (fd < 0) {
-		snprintf(msg, sizeof(msg), "connect %s: %s", t->where, strerror(errno));
+		os_error(msg, sizeof(msg), "connect", t->where, errno);
 		tcp_finish(a, t, msg);
 		return;
 	}
@@ -180,7 +189,7 @@ void agent_tcp_connected(struct agent *a, struct agent_tcp *t, int res)
 			if (res == -ECANCELED || res == -ETIME)
 				snprintf(msg, sizeof(msg), "connect %s timed out", t->where);
 			else
-				snprintf(msg, sizeof(msg), "connect %s: %s", t->where, strerror(-res));
+				os_error(msg, sizeof(msg), "connect", t->where, -res);
 			tcp_finish(a, t, msg);
 		} else {
 			t->state = AGENT_TCP_OPEN;
@@ -257,7 +266,7 @@ void agent_tcp_src_eof(struct agent *a, struct agent_tcp *t, int err)
 	if (t->s.done)
 		return;
 	if (err) {
-		snprintf(msg, sizeof(msg), "read TCP stream: %s", strerror(err));
+		os_error(msg, sizeof(msg), "read TCP stream", NULL, err);
 		tcp_finish(a, t, msg);
 		return;
 	}
@@ -268,7 +277,7 @@ void agent_tcp_sink_error(struct agent *a, struct agent_tcp *t, int err)
 {
 	char msg[400];
 
-	snprintf(msg, sizeof(msg), "write TCP stream: %s", strerror(err));
+	os_error(msg, sizeof(msg), "write TCP stream", NULL, err);
 	tcp_finish(a, t, msg);
 }
 
@@ -280,7 +289,7 @@ void agent_tcp_sink_drained(struct agent *a, struct agent_tcp *t)
 	if (t->s.done)
 		return;
 	if (shutdown(t->wr.fd, SHUT_WR) < 0) {
-		snprintf(msg, sizeof(msg), "shutdown TCP stream: %s", strerror(errno));
+		os_error(msg, sizeof(msg), "shutdown TCP stream", NULL, errno);
 		tcp_finish(a, t, msg);
 	}
 }

@@ -84,14 +84,14 @@ Test(agent_tcp, refused_connect_gives_one_terminal_failure_naming_host_and_port)
 {
 	uint16_t port;
 	int lfd = listen_any(&port);
-	char want[64];
+	char want[96];
 	struct proto_msg m;
 
 	close(lfd); /* nothing listens there now */
 	tcp_connect(3, port);
 	expect(3, PROTO_T_TCP_FAILED);
 	cr_assert(h.frame.flags & PROTO_FLAG_TERMINAL);
-	snprintf(want, sizeof(want), "connect 127.0.0.1:%u: Connection refused", port);
+	snprintf(want, sizeof(want), "connect 127.0.0.1:%u: Connection refused (os error 111)", port);
 	cr_assert_eq(h.msg.u.tcp_failed.error.len, strlen(want));
 	cr_assert(memcmp(h.msg.u.tcp_failed.error.ptr, want, strlen(want)) == 0);
 	/* Nothing more for that id; the channel is still fine. */
