@@ -6,6 +6,7 @@
 #   make bench  run the micro-benchmarks and the agent benchmark, with ratios to baselines
 #   make asan   build into build-asan/ with ASan+UBSan and run the suite
 #   make tsan   build into build-tsan/ with TSan and run the threaded tests
+#   make fuzz   build the libFuzzer targets with clang and fuzz the codec for FUZZ_SECONDS
 #   make run    the quick-start demo: a process sandbox running exec and a TCP stream
 
 BUILD      ?= build
@@ -14,7 +15,9 @@ CTEST_ARGS ?=
 PACKAGES   := build-essential cmake pkg-config liburing-dev libmimalloc-dev libcbor-dev \
               libcriterion-dev libbenchmark-dev python3-cbor2
 
-.PHONY: all deps build test bench asan tsan run clean format
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build test bench asan tsan fuzz run clean format
 
 all: build
 
@@ -56,6 +59,16 @@ tsan: deps
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		ctest --test-dir build-tsan --output-on-failure -L threads $(CTEST_ARGS)
 
+fuzz: deps
+	dpkg-query -W -f='$${Status}' clang 2>/dev/null | grep -q 'ok installed' || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang libclang-rt-14-dev; }
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSW_FUZZ=ON \
+		-DSW_SANITIZE=asan -DSW_BUILD_BENCH=OFF -DSW_BUILD_TESTS=OFF
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_frame
+	python3 scripts/fuzz_seeds.py tests/vectors/vectors-gen7.txt build-fuzz/corpus-frame
+	build-fuzz/tests/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+		build-fuzz/corpus-frame
+
 run: deps
 	$(MAKE) build
 	$(BUILD)/perf/sw-demo
@@ -64,4 +77,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc')
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz
