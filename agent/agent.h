@@ -17,7 +17,7 @@
 /* Exit statuses of sandwire-agent (not as PID 1, which never exits). */
 enum agent_exit {
 	AGENT_EXIT_OK = 0,           /* shut down, or the host closed the console */
-	AGENT_EXIT_SETUP = 2,        /* could not start (io_uring, memory, bad arguments) */
+	AGENT_EXIT_SETUP = 2,        /* could not start (memory, signals, bad arguments) */
 	AGENT_EXIT_FRAMING = 3,      /* the console stream broke its framing (len < 5 or > 4 MiB) */
 	AGENT_EXIT_CONSOLE_LOST = 4, /* writing to the console failed */
 };
@@ -28,6 +28,7 @@ struct agent_config {
 	const char *heartbeat_dir;  /* NULL = /.msb */
 	uint64_t boot_time_ns;      /* CLOCK_BOOTTIME read first thing in main */
 	int verbose;                /* 0 = info, 1 = debug */
+	bool no_io_uring;           /* diagnostic: use the poll(2) fallback even if io_uring works */
 };
 
 /* Run the agent on <cfg> until it ends; returns an enum agent_exit status. */

@@ -1,8 +1,9 @@
 /*
  * agent/internal.h - what the modules of sandwire-agent share (agent/ only).
  *
- * One thread, one io_uring.  Every object below is owned by that thread;
- * nothing here crosses threads.
+ * One thread, one io_uring (or, where io_uring_setup fails, the poll(2)
+ * interpreter of uring_fallback.h fed the same SQEs).  Every object below
+ * is owned by that thread; nothing here crosses threads.
  *
  * Console channel, both directions (perspective: the agent's):
  *
@@ -29,6 +30,7 @@
 #include "agent/agent.h"
 #include "agent/heartbeat.h"
 #include "agent/sessmap.h"
+#include "agent/uring_fallback.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "ring/chunk.h"
@@ -154,6 +156,8 @@ struct agent_stats {
 struct agent {
 	struct io_uring ring;
 	bool ring_ready;
+	bool fallback;                 /* no io_uring: SQEs go to fb, the poll(2) interpreter */
+	struct uring_fallback fb;
 	const struct agent_config *cfg;
 	int con_fd;
 	int sig_fd;
@@ -211,6 +215,7 @@ int agent_send(struct agent *a, uint32_t id, const struct proto_msg *m);
 void agent_send_error(struct agent *a, uint32_t id, enum proto_error_kind kind,
 	const char *offending_type, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 struct io_uring_sqe *agent_sqe(struct agent *a);
+void agent_sqe_reserve(struct agent *a, unsigned n);
 void agent_log(struct agent *a, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void agent_sess_add(struct agent *a, struct agent_sess *s);

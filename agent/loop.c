@@ -1,6 +1,10 @@
 /*
  * agent/loop.c - sandwire-agent's event loop: one thread, one io_uring.
  *
+ * Where io_uring_setup fails (or with --no-io-uring) the same SQEs go to
+ * the poll(2) interpreter of uring_fallback.h instead; agent_sqe(),
+ * agent_submit_and_wait() and agent_reap() are the only places that care.
+ *
  * Phase order of one turn (agent_run):
  *   1. submit queued SQEs and wait for at least one completion;
  *   2. handle every completion (console read -> frames -> dispatch; console
@@ -66,16 +70,39 @@ static uint64_t boottime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* An SQE; when the submission queue is full, submit first (never fails after that). */
+/*
+ * An SQE.  io_uring: when the submission queue is full, submit first (never
+ * fails after that).  Fallback: it allocates more SQEs as needed; out of
+ * memory for that, the agent can do no more I/O, so it aborts.
+ */
 struct io_uring_sqe *agent_sqe(struct agent *a)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&a->ring);
+	struct io_uring_sqe *sqe;
 
+	if (a->fallback) {
+		sqe = uring_fallback_get_sqe(&a->fb);
+		if (!sqe) {
+			agent_log(a, 0, "out of memory for an I/O request; aborting");
+			abort();
+		}
+		return sqe;
+	}
+	sqe = io_uring_get_sqe(&a->ring);
 	while (!sqe) {
 		io_uring_submit(&a->ring);
 		sqe = io_uring_get_sqe(&a->ring);
 	}
 	return sqe;
+}
+
+/*
+ * Make room for <n> SQEs that must be submitted together (an op and its
+ * linked timeout): a link must not be split by a submit in between.
+ */
+void agent_sqe_reserve(struct agent *a, unsigned n)
+{
+	if (!a->fallback && io_uring_sq_space_left(&a->ring) < n)
+		io_uring_submit(&a->ring);
 }
 
 /*
@@ -714,7 +741,8 @@ static void tick_complete(struct agent *a)
 
 /* ---- setup and the loop ------------------------------------------------- */
 
-static int ring_setup(struct agent *a)
+/* io_uring, or the poll(2) fallback when it cannot be set up (or --no-io-uring). */
+static void ring_setup(struct agent *a)
 {
 	static const struct {
 		unsigned flags;
@@ -725,19 +753,23 @@ static int ring_setup(struct agent *a)
 		{IORING_SETUP_COOP_TASKRUN, "cooperative task work"},
 		{0, "default"},
 	};
-	int rc = -ENOSYS;
+	char why[128] = "disabled by --no-io-uring";
+	int rc;
 
-	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]) && !a->cfg->no_io_uring; i++) {
 		rc = io_uring_queue_init(AGENT_RING_ENTRIES, &a->ring, tries[i].flags);
 		if (rc == 0) {
 			a->ring_ready = true;
 			agent_log(a, 3, "io_uring ready (%s)", tries[i].what);
-			return 0;
+			return;
 		}
+		snprintf(why, sizeof(why), "io_uring_setup: %s", strerror(-rc));
 		if (rc != -EINVAL)
 			break;
 	}
-	return rc;
+	uring_fallback_init(&a->fb);
+	a->fallback = true;
+	agent_log(a, 1, "io_uring unavailable (%s): using poll(2)", why);
 }
 
 static int agent_init(struct agent *a, const struct agent_config *cfg)
@@ -757,12 +789,7 @@ static int agent_init(struct agent *a, const struct agent_config *cfg)
 	a->op_signal.kind = AGENT_OP_SIGNAL;
 	a->op_tick.kind = AGENT_OP_TICK;
 
-	rc = ring_setup(a);
-	if (rc < 0) {
-		agent_log(a, 0, "io_uring_setup failed: %s (is io_uring disabled by "
-			"kernel.io_uring_disabled or a seccomp policy?)", strerror(-rc));
-		return rc;
-	}
+	ring_setup(a);
 	a->rx = malloc(AGENT_RX_CAP);
 	a->arena_mem = malloc(AGENT_ARENA_SIZE);
 	a->pool = chunk_pool_new(0, AGENT_POOL_CHUNKS, CHUNK_HEADROOM + AGENT_CHUNK_PAYLOAD, NULL,
@@ -826,6 +853,8 @@ static void agent_destroy(struct agent *a)
 	a->tearing_down = true;
 	if (a->ring_ready)
 		io_uring_queue_exit(&a->ring);
+	if (a->fallback)
+		uring_fallback_destroy(&a->fb);
 	for (unsigned i = 0; i < a->txw_n; i++)
 		agent_chunk_release(a, a->txw[i]);
 	for (c = a->tx_head; c;) {
@@ -886,6 +915,47 @@ static void handle_cqe(struct agent *a, struct io_uring_cqe *cqe)
 	}
 }
 
+/* Submit what is prepared and wait for at least one completion.  Returns >= 0 or -errno. */
+static int agent_submit_and_wait(struct agent *a)
+{
+	if (a->fallback)
+		return uring_fallback_submit_and_wait(&a->fb);
+	return io_uring_submit_and_wait(&a->ring, 1);
+}
+
+/*
+ * Hand every completion at hand to <fn>, then mark them consumed.  The
+ * handlers only prepare SQEs, completed by a later wait, so this drains
+ * what the last wait produced.
+ */
+static void agent_reap(struct agent *a, void (*fn)(struct agent *, struct io_uring_cqe *))
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	if (a->fallback) {
+		struct io_uring_cqe c;
+
+		while (uring_fallback_cqe_pop(&a->fb, &c))
+			fn(a, &c);
+		return;
+	}
+	io_uring_for_each_cqe(&a->ring, head, cqe) {
+		fn(a, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&a->ring, n);
+}
+
+/* During the final flush only console writes matter. */
+static void flush_cqe(struct agent *a, struct io_uring_cqe *cqe)
+{
+	struct agent_op *op = io_uring_cqe_get_data(cqe);
+
+	if (op && op->kind == AGENT_OP_CON_WRITE)
+		tx_complete(a, cqe->res);
+}
+
 int agent_run(const struct agent_config *cfg)
 {
 	struct agent a;
@@ -899,20 +969,13 @@ int agent_run(const struct agent_config *cfg)
 	tick_arm(&a);
 	rx_arm(&a);
 	while (!a.quit) {
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
-
-		rc = io_uring_submit_and_wait(&a.ring, 1);
+		rc = agent_submit_and_wait(&a);
 		if (rc < 0 && rc != -EINTR && rc != -ETIME) {
-			agent_log(&a, 0, "io_uring_submit_and_wait: %s", strerror(-rc));
+			agent_log(&a, 0, "waiting for I/O: %s", strerror(-rc));
 			a.exit_code = AGENT_EXIT_SETUP;
 			break;
 		}
-		io_uring_for_each_cqe(&a.ring, head, cqe) {
-			handle_cqe(&a, cqe);
-			n++;
-		}
-		io_uring_cq_advance(&a.ring, n);
+		agent_reap(&a, handle_cqe);
 		/* A sink drained below its limit: parse what waited, read again. */
 		if (!a.rx_paused && a.rx_off < a.rx_len)
 			rx_process(&a);
@@ -922,18 +985,10 @@ int agent_run(const struct agent_config *cfg)
 	}
 	/* Best effort: push out what is queued (exit frames) before leaving. */
 	for (int i = 0; i < 50 && (a.tx_head || a.tx_writing) && !a.console_lost; i++) {
-		struct io_uring_cqe *cqe;
-
 		tx_flush(&a);
-		if (io_uring_submit_and_wait(&a.ring, 1) < 0)
+		if (agent_submit_and_wait(&a) < 0)
 			break;
-		while (io_uring_peek_cqe(&a.ring, &cqe) == 0) {
-			struct agent_op *op = io_uring_cqe_get_data(cqe);
-
-			if (op && op->kind == AGENT_OP_CON_WRITE)
-				tx_complete(&a, cqe->res);
-			io_uring_cqe_seen(&a.ring, cqe);
-		}
+		agent_reap(&a, flush_cqe);
 	}
 	rc = a.exit_code;
 	agent_log(&a, 2, "exit: frames in %llu out %llu, bad %llu, payload copies %llu (%llu bytes)",

@@ -35,6 +35,10 @@ static void usage(FILE *out)
 		"  -h, --help          this text\n"
 		"  --version           print the version\n"
 		"\n"
+		"Diagnostics:\n"
+		"  --no-io-uring       use the poll(2) fallback, as when io_uring_setup fails\n"
+		"                      (for tests)\n"
+		"\n"
 		"With neither --fd nor --port, the agent must be PID 1 (a microVM's /init): it\n"
 		"mounts /proc, /sys, /dev, /dev/pts, /tmp and /run and opens the virtio-console\n"
 		"port named \"agent\".\n"
@@ -54,6 +58,7 @@ int main(int argc, char **argv)
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
+		{"no-io-uring", no_argument, NULL, 'U'},
 		{NULL, 0, NULL, 0},
 	};
 	struct agent_config cfg = {.console_fd = -1};
@@ -92,6 +97,9 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("%s\n", AGENT_VERSION_STRING);
 			return 0;
+		case 'U':
+			cfg.no_io_uring = true;
+			break;
 		default:
 			usage(stderr);
 			return AGENT_EXIT_SETUP;

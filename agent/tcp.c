@@ -165,6 +165,7 @@ void agent_tcp_connect(struct agent *a, uint32_t id, const struct proto_tcp_conn
 	agent_sink_init(&t->wr, &t->s, fd, true);
 	t->wr.hold = true; /* host data may arrive before the connection is up */
 
+	agent_sqe_reserve(a, 2); /* the connect and its timeout go in together */
 	sqe = agent_sqe(a);
 	io_uring_prep_connect(sqe, fd, (struct sockaddr *)ss, slen);
 	io_uring_sqe_set_data(sqe, &t->op_connect);

@@ -22,10 +22,16 @@ const char *ah_agent_path(void)
 void ah_start(struct ah *h, const char *const *extra)
 {
 	const char *argv[32] = {ah_agent_path(), "--fd", "3", "--heartbeat-dir", "/nonexistent"};
+	const char *env = getenv("SW_AGENT_EXTRA_ARGS");
+	char envbuf[256], *save = NULL, *tok;
 	size_t n = 5;
 	int rc;
 
 	memset(h, 0, sizeof(*h));
+	/* Arguments for every agent of a run, e.g. --no-io-uring (tests/CMakeLists.txt). */
+	snprintf(envbuf, sizeof(envbuf), "%s", env ? env : "");
+	for (tok = strtok_r(envbuf, " ", &save); tok && n < 31; tok = strtok_r(NULL, " ", &save))
+		argv[n++] = tok;
 	for (; extra && *extra && n < 31; extra++)
 		argv[n++] = *extra;
 	argv[n] = NULL;

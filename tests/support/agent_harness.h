@@ -52,7 +52,11 @@ struct ah_exec_result {
 
 /* Path of the agent binary under test. */
 const char *ah_agent_path(void);
-/* Start the agent (extra arguments after --fd 3, NULL-terminated, may be NULL). */
+/*
+ * Start the agent (extra arguments after --fd 3, NULL-terminated, may be
+ * NULL).  The words of env SW_AGENT_EXTRA_ARGS (space-separated) go before
+ * <extra>.
+ */
 void ah_start(struct ah *h, const char *const *extra);
 /* Run the boot sequence; fails the test unless ready arrives (v 7, sandwire/ version). */
 void ah_boot(struct ah *h);
