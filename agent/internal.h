@@ -3,7 +3,8 @@
  *
  * One thread, one io_uring (or, where io_uring_setup fails, the poll(2)
  * interpreter of uring_fallback.h fed the same SQEs).  Every object below
- * is owned by that thread; nothing here crosses threads.
+ * is owned by that thread; nothing here crosses threads.  The one helper
+ * thread, the name resolver, sees only its own lookup records (resolve.h).
  *
  * Console channel, both directions (perspective: the agent's):
  *
@@ -58,6 +59,7 @@ enum agent_op_kind {
 	AGENT_OP_SRC_READ,    /* an output source (exec pipe/pty, tcp socket) read */
 	AGENT_OP_SINK_WRITE,  /* an input sink (exec stdin, tcp socket) write */
 	AGENT_OP_TCP_CONNECT,
+	AGENT_OP_RESOLVED,    /* the name resolver's eventfd is readable (resolve.h) */
 	AGENT_OP_IGNORE,      /* completions nobody waits for (cancels, timeouts) */
 };
 
@@ -65,9 +67,12 @@ struct agent_op {
 	uint8_t kind;
 };
 
+struct addrinfo;
 struct agent;
 struct agent_sess;
 struct agent_fs_state;
+struct agent_lookup;
+struct agent_resolver;
 
 /*
  * An output source: reads into chunks and frames them as <type> on the
@@ -137,6 +142,11 @@ struct agent_tcp {
 	struct agent_op op_connect;
 	bool connecting_op;         /* the connect is in flight */
 	struct __kernel_timespec connect_timeout;
+	uint64_t deadline_ms;       /* lookup + every connect attempt end by then (30 s) */
+	struct agent_lookup *lookup; /* its name lookup in flight (resolve.h), or NULL */
+	struct addrinfo *addrs;     /* resolved addresses, tried in order; freed with the stream */
+	struct addrinfo *next_addr; /* the next one to try after a failed attempt */
+	int last_err;               /* errno of the last failed attempt */
 	char where[300];            /* "host:port", for error texts */
 	struct agent_src rd;
 	struct agent_sink wr;
@@ -193,6 +203,7 @@ struct agent {
 	struct agent_sess *sessions;       /* every live session */
 	unsigned n_exec, n_tcp;
 	struct agent_fs_state *fs;         /* fs.c: handle table and stream queues */
+	struct agent_resolver *resolver;   /* resolve.c: started on the first name to look up */
 
 	bool shutting_down;
 	bool tearing_down;                 /* agent_destroy: the ring is gone, start no I/O */
@@ -278,5 +289,8 @@ void agent_tcp_sink_error(struct agent *a, struct agent_tcp *t, int err);
 void agent_tcp_sink_drained(struct agent *a, struct agent_tcp *t);
 void agent_tcp_abort(struct agent *a, struct agent_tcp *t);
 void agent_tcp_free(struct agent *a, struct agent_tcp *t);
+void agent_tcp_resolved(struct agent *a, struct agent_tcp *t, struct addrinfo *list, int gai_err,
+	int sys_err);
+void agent_tcp_lookup_expired(struct agent *a, struct agent_tcp *t);
 
 #endif /* SW_AGENT_INTERNAL_H */

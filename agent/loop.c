@@ -36,6 +36,7 @@
 
 #include "agent/agent.h"
 #include "agent/internal.h"
+#include "agent/resolve.h"
 
 #define AGENT_CHUNK_PACK 0x1u /* chunk.flags: control frames may be appended to it */
 
@@ -721,6 +722,7 @@ static void tick_complete(struct agent *a)
 		agent_heartbeat_tick(&a->hb, &a->act, wall);
 		a->next_heartbeat_ms = now + 1000;
 	}
+	agent_resolve_tick(a, now); /* lookups past their stream's connect deadline */
 	if (a->rx_eof && a->cfg->pid1 && !a->shutting_down) {
 		a->rx_eof = false; /* PID 1: try the port again */
 		rx_arm(a);
@@ -855,6 +857,7 @@ static void agent_destroy(struct agent *a)
 		io_uring_queue_exit(&a->ring);
 	if (a->fallback)
 		uring_fallback_destroy(&a->fb);
+	agent_resolve_destroy(a); /* joins the resolver thread; touches no session */
 	for (unsigned i = 0; i < a->txw_n; i++)
 		agent_chunk_release(a, a->txw[i]);
 	for (c = a->tx_head; c;) {
@@ -909,6 +912,9 @@ static void handle_cqe(struct agent *a, struct io_uring_cqe *cqe)
 	case AGENT_OP_TCP_CONNECT:
 		agent_tcp_connected(a, (struct agent_tcp *)((char *)op -
 			offsetof(struct agent_tcp, op_connect)), cqe->res);
+		break;
+	case AGENT_OP_RESOLVED:
+		agent_resolve_complete(a, cqe->res);
 		break;
 	default:
 		break;

@@ -1,18 +1,25 @@
 /*
  * agent/tcp.c - TCP streams opened by the host inside the guest (spec 4.6).
  *
- *   tcp.connect -> connect (io_uring, linked 30 s timeout) -> tcp.connected
+ *   tcp.connect -> addresses: numeric / "localhost" inline, names by the
+ *                  resolver thread (resolve.h), the loop never waits on DNS
+ *               -> connect to each address in order until one succeeds
+ *                  (io_uring, linked timeout) -> tcp.connected
  *                  | tcp.failed "connect host:port: cause" (terminal)
  *   data both ways; destination EOF -> tcp.eof (the stream stays open for
  *   host writes); host tcp.eof -> shutdown(SHUT_WR) after queued data;
  *   host tcp.close -> abort, no reply; read/write errors -> tcp.failed.
  *
+ * One 30 s deadline, set when tcp.connect arrives, covers the lookup and
+ * every connect attempt, as the reference's timeout(30 s, TcpStream::
+ * connect((host, port))) does: the lookup is checked on the loop's 100 ms
+ * tick, each attempt's link timeout is what is left.  Expiry gives
+ * "connect host:port timed out".
  * Host data that arrives before the connection is up waits in the stream's
  * bounded sink; a full sink pauses the console reader instead of growing.
  * Exactly one of connected/failed answers a connect, and at most one
  * terminal frame is sent per stream.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -24,6 +31,7 @@
 #include <unistd.h>
 
 #include "agent/internal.h"
+#include "agent/resolve.h"
 
 static struct agent_tcp *tcp_of(struct agent *a, uint32_t id)
 {
@@ -47,7 +55,10 @@ static void tcp_finish(struct agent *a, struct agent_tcp *t, const char *failure
 	t->state = AGENT_TCP_CLOSED;
 	sessmap_del(&a->ids, t->s.id);
 	agent_sink_drop(a, &t->wr);
-	if (t->connecting_op) {
+	if (t->lookup) {
+		/* Its answer is dropped when it comes back (agent_tcp_resolved). */
+		agent_resolve_cancel(t->lookup);
+	} else if (t->connecting_op) {
 		/* The connect completes with -ECANCELED and drops its reference. */
 		struct io_uring_sqe *sqe = agent_sqe(a);
 
@@ -76,56 +87,110 @@ static void send_empty(struct agent *a, uint32_t id, enum proto_type type)
 }
 
 /*
- * Resolve <host> to an address without blocking the loop for the common
- * cases (numeric addresses, "localhost").  Other names go through
- * getaddrinfo, which may block on DNS: a documented limit of this version.
+ * A getaddrinfo failure as Rust's std prints it ("failed to lookup address
+ * information: <gai_strerror>"; EAI_SYSTEM: the OS error).
  */
-static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
+static void lookup_error(char *buf, size_t cap, const char *where, int gai_err, int sys_err)
 {
-	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+	if (gai_err == EAI_SYSTEM)
+		os_error(buf, cap, "connect", where, sys_err);
+	else
+		snprintf(buf, cap, "connect %s: failed to lookup address information: %s", where,
+			gai_strerror(gai_err));
+}
+
+/*
+ * The addresses of <host> when finding them cannot block: numeric IPv4 or
+ * IPv6 addresses (AI_NUMERICHOST: getaddrinfo parses, consults no name
+ * service) and "localhost" (127.0.0.1 only).  Returns 0 with *<list> set,
+ * EAI_NONAME when <host> is a name for the resolver thread, or another
+ * getaddrinfo code (*<sys_err> set for EAI_SYSTEM).
+ */
+static int addrs_inline(const char *host, uint16_t port, struct addrinfo **list, int *sys_err)
+{
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+	};
+	char serv[8];
 	int rc;
 
-	memset(ss, 0, sizeof(*ss));
 	if (strcmp(host, "localhost") == 0)
 		host = "127.0.0.1";
-	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		v4->sin_port = htons(port);
-		*len = sizeof(*v4);
-		return 0;
+	snprintf(serv, sizeof(serv), "%u", port);
+	rc = getaddrinfo(host, serv, &hints, list);
+	*sys_err = rc == EAI_SYSTEM ? errno : 0;
+	return rc;
+}
+
+/*
+ * Start a connect to the next address of t->addrs: every address in
+ * getaddrinfo's order until one connects, as Rust's TcpStream::connect
+ * does for (host, port); when all fail, the last failure is reported.  The
+ * attempt's linked timeout is what is left of the stream's deadline.
+ */
+static void tcp_try_next(struct agent *a, struct agent_tcp *t)
+{
+	struct io_uring_sqe *sqe;
+	struct addrinfo *ai;
+	uint64_t now = agent_now_ms(), left;
+	char msg[400];
+	int fd;
+
+	if (t->rd.fd >= 0) {
+		/* The previous attempt failed; nothing is in flight on its socket. */
+		close(t->rd.fd);
+		t->rd.fd = t->wr.fd = -1;
 	}
-	if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		v6->sin6_port = htons(port);
-		*len = sizeof(*v6);
-		return 0;
+	if (now >= t->deadline_ms) {
+		snprintf(msg, sizeof(msg), "connect %s timed out", t->where);
+		tcp_finish(a, t, msg);
+		return;
 	}
-	rc = getaddrinfo(host, NULL, &hints, &res);
-	if (rc != 0)
-		return rc == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	if (ss->ss_family == AF_INET)
-		v4->sin_port = htons(port);
-	else
-		v6->sin6_port = htons(port);
-	freeaddrinfo(res);
-	return 0;
+	for (;;) {
+		ai = t->next_addr;
+		if (!ai) {
+			if (t->last_err)
+				os_error(msg, sizeof(msg), "connect", t->where, t->last_err);
+			else
+				snprintf(msg, sizeof(msg), "connect %s: could not resolve to any addresses",
+					t->where);
+			tcp_finish(a, t, msg);
+			return;
+		}
+		t->next_addr = ai->ai_next;
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd >= 0)
+			break;
+		t->last_err = errno;
+	}
+	agent_src_init(&t->rd, &t->s, fd, PROTO_T_TCP_DATA, true);
+	t->wr.fd = fd; /* still held: host data waits for the connection */
+
+	left = t->deadline_ms - now;
+	agent_sqe_reserve(a, 2); /* the connect and its timeout go in together */
+	sqe = agent_sqe(a);
+	io_uring_prep_connect(sqe, fd, ai->ai_addr, ai->ai_addrlen);
+	io_uring_sqe_set_data(sqe, &t->op_connect);
+	sqe->flags |= IOSQE_IO_LINK;
+	t->connect_timeout.tv_sec = (long long)(left / 1000);
+	t->connect_timeout.tv_nsec = (long long)(left % 1000) * 1000000;
+	sqe = agent_sqe(a);
+	io_uring_prep_link_timeout(sqe, &t->connect_timeout, 0);
+	io_uring_sqe_set_data(sqe, NULL); /* its completion needs no handling */
+	t->connecting_op = true;
+	t->s.refs++;
 }
 
 void agent_tcp_connect(struct agent *a, uint32_t id, const struct proto_tcp_connect *c)
 {
-	struct sockaddr_storage *ss;
-	struct io_uring_sqe *sqe;
 	struct agent_tcp *t;
-	char host[256], msg[400];
-	socklen_t slen = 0;
-	int fd, rc;
+	char host[AGENT_RESOLVE_HOST_MAX], msg[400];
+	int rc, sys_err = 0;
 
 	snprintf(host, sizeof(host), "%.*s", (int)c->host.len, c->host.ptr);
-	t = calloc(1, sizeof(*t) + sizeof(*ss));
+	t = calloc(1, sizeof(*t));
 	if (!t || sessmap_put(&a->ids, id, t) < 0) {
 		struct proto_msg m = {.type = PROTO_T_TCP_FAILED};
 
@@ -135,48 +200,80 @@ void agent_tcp_connect(struct agent *a, uint32_t id, const struct proto_tcp_conn
 		agent_send(a, id, &m);
 		return;
 	}
-	ss = (struct sockaddr_storage *)(t + 1);
 	t->s.kind = AGENT_SESS_TCP;
 	t->s.id = id;
 	agent_sess_add(a, &t->s);
 	a->n_tcp++;
 	t->state = AGENT_TCP_CONNECTING;
 	t->op_connect.kind = AGENT_OP_TCP_CONNECT;
-	snprintf(t->where, sizeof(t->where), "%s:%u", host, c->port);
+	t->deadline_ms = agent_now_ms() + AGENT_TCP_CONNECT_TIMEOUT_S * 1000u;
+	snprintf(t->where, sizeof(t->where), "%.*s:%u", (int)c->host.len, c->host.ptr, c->port);
 	agent_src_init(&t->rd, &t->s, -1, PROTO_T_TCP_DATA, true);
 	agent_sink_init(&t->wr, &t->s, -1, true);
+	/* Host data (and EOF) may come before the connection, even before the lookup ends. */
+	t->wr.closed = false;
+	t->wr.hold = true;
 
-	rc = resolve(host, c->port, ss, &slen);
-	if (rc < 0) {
-		if (rc == -EHOSTUNREACH)
-			snprintf(msg, sizeof(msg), "connect %s: name does not resolve", t->where);
-		else
-			os_error(msg, sizeof(msg), "connect", t->where, -rc);
+	if (c->host.len >= sizeof(host)) {
+		snprintf(msg, sizeof(msg), "connect %s: host name too long (%zu bytes, at most %zu)",
+			t->where, c->host.len, sizeof(host) - 1);
 		tcp_finish(a, t, msg);
 		return;
 	}
-	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
-	if (fd < 0) {
-		os_error(msg, sizeof(msg), "connect", t->where, errno);
+	if (memchr(c->host.ptr, '\0', c->host.len)) {
+		snprintf(msg, sizeof(msg), "connect %s: host name contains a NUL byte", t->where);
 		tcp_finish(a, t, msg);
 		return;
 	}
-	agent_src_init(&t->rd, &t->s, fd, PROTO_T_TCP_DATA, true);
-	agent_sink_init(&t->wr, &t->s, fd, true);
-	t->wr.hold = true; /* host data may arrive before the connection is up */
+	rc = addrs_inline(host, c->port, &t->addrs, &sys_err);
+	if (rc == 0) {
+		t->next_addr = t->addrs;
+		tcp_try_next(a, t);
+		return;
+	}
+	t->addrs = NULL; /* getaddrinfo failed: nothing to free */
+	if (rc != EAI_NONAME) {
+		lookup_error(msg, sizeof(msg), t->where, rc, sys_err);
+		tcp_finish(a, t, msg);
+		return;
+	}
+	rc = agent_resolve_start(a, t, host, c->port, t->deadline_ms);
+	if (rc == -ENOBUFS) {
+		snprintf(msg, sizeof(msg), "connect %s: name lookup queue full (%u lookups in progress)",
+			t->where, AGENT_RESOLVE_MAX);
+		tcp_finish(a, t, msg);
+	} else if (rc < 0) {
+		os_error(msg, sizeof(msg), "connect", t->where, -rc);
+		tcp_finish(a, t, msg);
+	}
+}
 
-	agent_sqe_reserve(a, 2); /* the connect and its timeout go in together */
-	sqe = agent_sqe(a);
-	io_uring_prep_connect(sqe, fd, (struct sockaddr *)ss, slen);
-	io_uring_sqe_set_data(sqe, &t->op_connect);
-	sqe->flags |= IOSQE_IO_LINK;
-	t->connect_timeout.tv_sec = AGENT_TCP_CONNECT_TIMEOUT_S;
-	t->connect_timeout.tv_nsec = 0;
-	sqe = agent_sqe(a);
-	io_uring_prep_link_timeout(sqe, &t->connect_timeout, 0);
-	io_uring_sqe_set_data(sqe, NULL); /* its completion needs no handling */
-	t->connecting_op = true;
-	t->s.refs++;
+void agent_tcp_resolved(struct agent *a, struct agent_tcp *t, struct addrinfo *list, int gai_err,
+	int sys_err)
+{
+	char msg[400];
+
+	if (t->s.done) {
+		/* Closed, aborted or timed out while the lookup ran: nothing to tell. */
+		if (list)
+			freeaddrinfo(list);
+		return;
+	}
+	if (gai_err != 0) {
+		lookup_error(msg, sizeof(msg), t->where, gai_err, sys_err);
+		tcp_finish(a, t, msg);
+		return;
+	}
+	t->addrs = t->next_addr = list;
+	tcp_try_next(a, t);
+}
+
+void agent_tcp_lookup_expired(struct agent *a, struct agent_tcp *t)
+{
+	char msg[400];
+
+	snprintf(msg, sizeof(msg), "connect %s timed out", t->where);
+	tcp_finish(a, t, msg);
 }
 
 void agent_tcp_connected(struct agent *a, struct agent_tcp *t, int res)
@@ -186,12 +283,12 @@ void agent_tcp_connected(struct agent *a, struct agent_tcp *t, int res)
 
 	t->connecting_op = false;
 	if (!t->s.done) {
-		if (res < 0) {
-			if (res == -ECANCELED || res == -ETIME)
-				snprintf(msg, sizeof(msg), "connect %s timed out", t->where);
-			else
-				os_error(msg, sizeof(msg), "connect", t->where, -res);
+		if (res == -ECANCELED || res == -ETIME) {
+			snprintf(msg, sizeof(msg), "connect %s timed out", t->where);
 			tcp_finish(a, t, msg);
+		} else if (res < 0) {
+			t->last_err = -res;
+			tcp_try_next(a, t); /* the next address, or the failure */
 		} else {
 			t->state = AGENT_TCP_OPEN;
 			setsockopt(t->rd.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -299,6 +396,8 @@ void agent_tcp_free(struct agent *a, struct agent_tcp *t)
 {
 	if (t->rd.fd >= 0)
 		close(t->rd.fd);
+	if (t->addrs)
+		freeaddrinfo(t->addrs);
 	free(t);
 }
 
