@@ -58,149 +58,58 @@ static size_t cbr_left(const struct cbr *r)
 	return (size_t)(r->end - r->p);
 }
 
-/* libcbor callbacks: <ctx> is the struct cbr_item being filled. */
+/*
+ * libcbor callbacks: <ctx> is the struct cbr_item being filled.  libcbor
+ * wants one callback per head form and width, so they are generated:
+ * CBR_ON sets the kind only, CBR_ON_VAL the kind and one value field,
+ * CBR_ON_STR the kind and a definite string's pointer and length.
+ */
+#define CBR_ON(name, k)                                                                            \
+	static void name(void *ctx)                                                                \
+	{                                                                                          \
+		((struct cbr_item *)ctx)->kind = k;                                                \
+	}
+#define CBR_ON_VAL(name, type, k, field)                                                           \
+	static void name(void *ctx, type v)                                                        \
+	{                                                                                          \
+		struct cbr_item *it = ctx;                                                         \
+                                                                                                   \
+		it->kind = k;                                                                      \
+		it->field = v;                                                                     \
+	}
+#define CBR_ON_STR(name, k)                                                                        \
+	static void name(void *ctx, cbor_data p, size_t len)                                       \
+	{                                                                                          \
+		struct cbr_item *it = ctx;                                                         \
+                                                                                                   \
+		it->kind = k;                                                                      \
+		it->ptr = p;                                                                       \
+		it->len = len;                                                                     \
+	}
 
-static void cbr_on_uint8(void *ctx, uint8_t v)
-{
-	struct cbr_item *it = ctx;
-
-	it->kind = CBR_UINT;
-	it->u = v;
-}
-
-static void cbr_on_uint16(void *ctx, uint16_t v)
-{
-	cbr_on_uint8(ctx, 0);
-	((struct cbr_item *)ctx)->u = v;
-}
-
-static void cbr_on_uint32(void *ctx, uint32_t v)
-{
-	cbr_on_uint8(ctx, 0);
-	((struct cbr_item *)ctx)->u = v;
-}
-
-static void cbr_on_uint64(void *ctx, uint64_t v)
-{
-	cbr_on_uint8(ctx, 0);
-	((struct cbr_item *)ctx)->u = v;
-}
-
-static void cbr_on_negint64(void *ctx, uint64_t n)
-{
-	struct cbr_item *it = ctx;
-
-	it->kind = CBR_NEGINT;
-	it->u = n;
-}
-
-static void cbr_on_negint32(void *ctx, uint32_t n)
-{
-	cbr_on_negint64(ctx, n);
-}
-
-static void cbr_on_negint16(void *ctx, uint16_t n)
-{
-	cbr_on_negint64(ctx, n);
-}
-
-static void cbr_on_negint8(void *ctx, uint8_t n)
-{
-	cbr_on_negint64(ctx, n);
-}
-
-static void cbr_on_bytes(void *ctx, cbor_data p, size_t len)
-{
-	struct cbr_item *it = ctx;
-
-	it->kind = CBR_BYTES;
-	it->ptr = p;
-	it->len = len;
-}
-
-static void cbr_on_text(void *ctx, cbor_data p, size_t len)
-{
-	struct cbr_item *it = ctx;
-
-	it->kind = CBR_TEXT;
-	it->ptr = p;
-	it->len = len;
-}
-
-static void cbr_set_kind(void *ctx, enum cbr_kind kind)
-{
-	((struct cbr_item *)ctx)->kind = kind;
-}
-
-static void cbr_on_bytes_indef(void *ctx)
-{
-	cbr_set_kind(ctx, CBR_BYTES_INDEF);
-}
-
-static void cbr_on_text_indef(void *ctx)
-{
-	cbr_set_kind(ctx, CBR_TEXT_INDEF);
-}
-
-static void cbr_on_array(void *ctx, size_t n)
-{
-	cbr_set_kind(ctx, CBR_ARRAY);
-	((struct cbr_item *)ctx)->u = n;
-}
-
-static void cbr_on_array_indef(void *ctx)
-{
-	cbr_set_kind(ctx, CBR_ARRAY_INDEF);
-}
-
-static void cbr_on_map(void *ctx, size_t n)
-{
-	cbr_set_kind(ctx, CBR_MAP);
-	((struct cbr_item *)ctx)->u = n;
-}
-
-static void cbr_on_map_indef(void *ctx)
-{
-	cbr_set_kind(ctx, CBR_MAP_INDEF);
-}
-
-static void cbr_on_tag(void *ctx, uint64_t tag)
-{
-	cbr_set_kind(ctx, CBR_TAG);
-	((struct cbr_item *)ctx)->u = tag;
-}
-
-static void cbr_on_double(void *ctx, double f)
-{
-	cbr_set_kind(ctx, CBR_FLOAT);
-	((struct cbr_item *)ctx)->f = f;
-}
-
-static void cbr_on_float(void *ctx, float f)
-{
-	cbr_on_double(ctx, f);
-}
-
-static void cbr_on_undef(void *ctx)
-{
-	cbr_set_kind(ctx, CBR_UNDEF);
-}
-
-static void cbr_on_null(void *ctx)
-{
-	cbr_set_kind(ctx, CBR_NULL);
-}
-
-static void cbr_on_bool(void *ctx, bool b)
-{
-	cbr_set_kind(ctx, CBR_BOOL);
-	((struct cbr_item *)ctx)->b = b;
-}
-
-static void cbr_on_break(void *ctx)
-{
-	cbr_set_kind(ctx, CBR_BREAK);
-}
+CBR_ON_VAL(cbr_on_uint8, uint8_t, CBR_UINT, u)
+CBR_ON_VAL(cbr_on_uint16, uint16_t, CBR_UINT, u)
+CBR_ON_VAL(cbr_on_uint32, uint32_t, CBR_UINT, u)
+CBR_ON_VAL(cbr_on_uint64, uint64_t, CBR_UINT, u)
+CBR_ON_VAL(cbr_on_negint8, uint8_t, CBR_NEGINT, u)
+CBR_ON_VAL(cbr_on_negint16, uint16_t, CBR_NEGINT, u)
+CBR_ON_VAL(cbr_on_negint32, uint32_t, CBR_NEGINT, u)
+CBR_ON_VAL(cbr_on_negint64, uint64_t, CBR_NEGINT, u)
+CBR_ON_VAL(cbr_on_array, size_t, CBR_ARRAY, u)
+CBR_ON_VAL(cbr_on_map, size_t, CBR_MAP, u)
+CBR_ON_VAL(cbr_on_tag, uint64_t, CBR_TAG, u)
+CBR_ON_VAL(cbr_on_float, float, CBR_FLOAT, f)
+CBR_ON_VAL(cbr_on_double, double, CBR_FLOAT, f)
+CBR_ON_VAL(cbr_on_bool, bool, CBR_BOOL, b)
+CBR_ON_STR(cbr_on_bytes, CBR_BYTES)
+CBR_ON_STR(cbr_on_text, CBR_TEXT)
+CBR_ON(cbr_on_bytes_indef, CBR_BYTES_INDEF)
+CBR_ON(cbr_on_text_indef, CBR_TEXT_INDEF)
+CBR_ON(cbr_on_array_indef, CBR_ARRAY_INDEF)
+CBR_ON(cbr_on_map_indef, CBR_MAP_INDEF)
+CBR_ON(cbr_on_undef, CBR_UNDEF)
+CBR_ON(cbr_on_null, CBR_NULL)
+CBR_ON(cbr_on_break, CBR_BREAK)
 
 /* Every slot is set: libcbor calls them unconditionally. */
 static const struct cbor_callbacks cbr_callbacks = {
@@ -264,20 +173,38 @@ int cbr_peek(struct cbr *r, struct cbr_item *it)
 	return rc;
 }
 
-/* Next item after any tags; <tag> gets the last tag seen or CBR_NO_TAG. */
-static int cbr_next_untagged(struct cbr *r, struct cbr_item *it, uint64_t *tag)
+int cbr_peek_untagged(struct cbr *r, struct cbr_item *it)
 {
+	const uint8_t *item;
 	int rc;
 
-	*tag = CBR_NO_TAG;
+	do {
+		item = r->p;
+		rc = cbr_next(r, it);
+		if (rc < 0)
+			return rc;
+	} while (it->kind == CBR_TAG);
+	r->p = item;
+	return 0;
+}
+
+/* Next item after any tags; <tag> (may be NULL) gets the last tag seen or CBR_NO_TAG. */
+static int cbr_next_untagged(struct cbr *r, struct cbr_item *it, uint64_t *tag)
+{
+	uint64_t last = CBR_NO_TAG;
+	int rc;
+
 	for (;;) {
 		rc = cbr_next(r, it);
 		if (rc < 0)
 			return rc;
 		if (it->kind != CBR_TAG)
-			return 0;
-		*tag = it->u;
+			break;
+		last = it->u;
 	}
+	if (tag)
+		*tag = last;
+	return 0;
 }
 
 /* Error for an item that is not the expected type: a stray BREAK is malformed CBOR. */
@@ -405,46 +332,39 @@ int cbr_skip(struct cbr *r)
 	}
 }
 
-int cbr_enter_map(struct cbr *r, struct cbr_agg *m)
+/*
+ * Enter an aggregate whose head is <def> (definite, every item at least
+ * <min_bytes> bytes) or <indef>, after any tags.
+ */
+static int cbr_enter(
+	struct cbr *r, struct cbr_agg *a, enum cbr_kind def, enum cbr_kind indef, size_t min_bytes)
 {
 	struct cbr_item it;
-	uint64_t tag;
 	int rc;
 
-	rc = cbr_next_untagged(r, &it, &tag);
+	rc = cbr_next_untagged(r, &it, NULL);
 	if (rc < 0)
 		return rc;
-	if (it.kind != CBR_MAP && it.kind != CBR_MAP_INDEF)
+	if (it.kind != def && it.kind != indef)
 		return cbr_mismatch(&it);
 	if (r->depth >= PROTO_MAX_DEPTH)
 		return PROTO_E_DEPTH;
-	m->indef = it.kind == CBR_MAP_INDEF;
-	m->left = m->indef ? 0 : it.u;
-	if (!m->indef && (rc = cbr_count_check(r, it.u, 2)) < 0)
+	a->indef = it.kind == indef;
+	a->left = a->indef ? 0 : it.u;
+	if (!a->indef && (rc = cbr_count_check(r, it.u, min_bytes)) < 0)
 		return rc;
 	r->depth++;
 	return 0;
 }
 
+int cbr_enter_map(struct cbr *r, struct cbr_agg *m)
+{
+	return cbr_enter(r, m, CBR_MAP, CBR_MAP_INDEF, 2); /* a key and a value */
+}
+
 int cbr_enter_array(struct cbr *r, struct cbr_agg *a)
 {
-	struct cbr_item it;
-	uint64_t tag;
-	int rc;
-
-	rc = cbr_next_untagged(r, &it, &tag);
-	if (rc < 0)
-		return rc;
-	if (it.kind != CBR_ARRAY && it.kind != CBR_ARRAY_INDEF)
-		return cbr_mismatch(&it);
-	if (r->depth >= PROTO_MAX_DEPTH)
-		return PROTO_E_DEPTH;
-	a->indef = it.kind == CBR_ARRAY_INDEF;
-	a->left = a->indef ? 0 : it.u;
-	if (!a->indef && (rc = cbr_count_check(r, it.u, 1)) < 0)
-		return rc;
-	r->depth++;
-	return 0;
+	return cbr_enter(r, a, CBR_ARRAY, CBR_ARRAY_INDEF, 1);
 }
 
 int cbr_agg_next(struct cbr *r, struct cbr_agg *a)
@@ -470,10 +390,9 @@ int cbr_agg_next(struct cbr *r, struct cbr_agg *a)
 int cbr_key(struct cbr *r, struct proto_str *key)
 {
 	struct cbr_item it;
-	uint64_t tag;
 	int rc;
 
-	rc = cbr_next_untagged(r, &it, &tag);
+	rc = cbr_next_untagged(r, &it, NULL);
 	if (rc < 0)
 		return rc;
 	if (it.kind != CBR_TEXT && it.kind != CBR_BYTES)
@@ -552,95 +471,51 @@ static int cbr_int(struct cbr *r, bool *neg, uint64_t *mag)
 	}
 }
 
-/* Unsigned integer no larger than <max>. */
-static int cbr_uint_max(struct cbr *r, uint64_t max, uint64_t *v)
+/*
+ * An integer within [0, max] (unsigned) or [-max - 1, max] (<is_signed>):
+ * its sign and magnitude as cbr_int gives them, or PROTO_E_RANGE.
+ */
+static int cbr_int_range(struct cbr *r, bool is_signed, uint64_t max, bool *neg, uint64_t *mag)
 {
-	uint64_t mag;
-	bool neg;
 	int rc;
 
-	rc = cbr_int(r, &neg, &mag);
+	rc = cbr_int(r, neg, mag);
 	if (rc < 0)
 		return rc;
-	if (neg || mag > max)
+	if ((*neg && !is_signed) || *mag > max)
 		return PROTO_E_RANGE;
-	*v = mag;
 	return 0;
 }
 
-/* Signed integer within [-max - 1, max]. */
-static int cbr_sint_max(struct cbr *r, uint64_t max, int64_t *v)
-{
-	uint64_t mag;
-	bool neg;
-	int rc;
+/*
+ * Define the typed integer getter <name> for <type>, whose range is given
+ * by <is_signed> and <max> (cbr_int_range); <v> is written only on success.
+ */
+#define CBR_INT_GETTER(name, type, is_signed, max)                                                 \
+	int name(struct cbr *r, type *v)                                                           \
+	{                                                                                          \
+		uint64_t mag;                                                                      \
+		bool neg;                                                                          \
+		int rc = cbr_int_range(r, is_signed, max, &neg, &mag);                             \
+                                                                                                   \
+		if (rc == 0) /* value = neg ? -1 - mag : mag, and it fits <type> */                \
+			*v = neg ? (type)(-1 - (int64_t)mag) : (type)mag;                          \
+		return rc;                                                                         \
+	}
 
-	rc = cbr_int(r, &neg, &mag);
-	if (rc < 0)
-		return rc;
-	if (mag > max)
-		return PROTO_E_RANGE;
-	*v = neg ? -1 - (int64_t)mag : (int64_t)mag;
-	return 0;
-}
-
-int cbr_u64(struct cbr *r, uint64_t *v)
-{
-	return cbr_uint_max(r, UINT64_MAX, v);
-}
-
-int cbr_u32(struct cbr *r, uint32_t *v)
-{
-	uint64_t x;
-	int rc = cbr_uint_max(r, UINT32_MAX, &x);
-
-	if (rc == 0)
-		*v = (uint32_t)x;
-	return rc;
-}
-
-int cbr_u16(struct cbr *r, uint16_t *v)
-{
-	uint64_t x;
-	int rc = cbr_uint_max(r, UINT16_MAX, &x);
-
-	if (rc == 0)
-		*v = (uint16_t)x;
-	return rc;
-}
-
-int cbr_u8(struct cbr *r, uint8_t *v)
-{
-	uint64_t x;
-	int rc = cbr_uint_max(r, UINT8_MAX, &x);
-
-	if (rc == 0)
-		*v = (uint8_t)x;
-	return rc;
-}
-
-int cbr_i64(struct cbr *r, int64_t *v)
-{
-	return cbr_sint_max(r, INT64_MAX, v);
-}
-
-int cbr_i32(struct cbr *r, int32_t *v)
-{
-	int64_t x;
-	int rc = cbr_sint_max(r, INT32_MAX, &x);
-
-	if (rc == 0)
-		*v = (int32_t)x;
-	return rc;
-}
+CBR_INT_GETTER(cbr_u64, uint64_t, false, UINT64_MAX)
+CBR_INT_GETTER(cbr_u32, uint32_t, false, UINT32_MAX)
+CBR_INT_GETTER(cbr_u16, uint16_t, false, UINT16_MAX)
+CBR_INT_GETTER(cbr_u8, uint8_t, false, UINT8_MAX)
+CBR_INT_GETTER(cbr_i64, int64_t, true, INT64_MAX)
+CBR_INT_GETTER(cbr_i32, int32_t, true, INT32_MAX)
 
 int cbr_bool(struct cbr *r, bool *v)
 {
 	struct cbr_item it;
-	uint64_t tag;
 	int rc;
 
-	rc = cbr_next_untagged(r, &it, &tag);
+	rc = cbr_next_untagged(r, &it, NULL);
 	if (rc < 0)
 		return rc;
 	if (it.kind != CBR_BOOL)
@@ -721,11 +596,10 @@ int cbr_text(struct cbr *r, struct proto_str *s)
 {
 	struct cbr_item it;
 	const uint8_t *p;
-	uint64_t tag;
 	size_t len;
 	int rc;
 
-	rc = cbr_next_untagged(r, &it, &tag);
+	rc = cbr_next_untagged(r, &it, NULL);
 	if (rc < 0)
 		return rc;
 	if (it.kind == CBR_TEXT) {
@@ -800,10 +674,9 @@ static int cbr_byte_array(
 int cbr_bytes(struct cbr *r, const uint8_t **p, size_t *len)
 {
 	struct cbr_item it;
-	uint64_t tag;
 	int rc;
 
-	rc = cbr_next_untagged(r, &it, &tag);
+	rc = cbr_next_untagged(r, &it, NULL);
 	if (rc < 0)
 		return rc;
 	switch (it.kind) {
@@ -825,10 +698,9 @@ int cbr_absent(struct cbr *r)
 {
 	const uint8_t *save = r->p;
 	struct cbr_item it;
-	uint64_t tag;
 	int rc;
 
-	rc = cbr_next_untagged(r, &it, &tag);
+	rc = cbr_next_untagged(r, &it, NULL);
 	if (rc < 0)
 		return rc;
 	if (it.kind == CBR_NULL || it.kind == CBR_UNDEF)

@@ -119,6 +119,11 @@ static inline size_t cbr_offset(const struct cbr *r)
 int cbr_next(struct cbr *r, struct cbr_item *it);
 /* Like cbr_next but does not consume. */
 int cbr_peek(struct cbr *r, struct cbr_item *it);
+/*
+ * Consume any tags, then peek at the item after them (not consumed).
+ * Returns 0, PROTO_E_TRUNCATED or PROTO_E_CBOR.
+ */
+int cbr_peek_untagged(struct cbr *r, struct cbr_item *it);
 
 /* Skip one complete data item (tags, nested aggregates, indefinite forms). */
 int cbr_skip(struct cbr *r);

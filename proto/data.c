@@ -3,6 +3,7 @@
  */
 #include "proto/data.h"
 #include "proto/frame.h"
+#include "proto/internal.h"
 #include "ring/chunk.h"
 
 /* a1 64 "data": the payload map head and its only key. */
@@ -86,34 +87,26 @@ int proto_data_payload_encode(struct cbw *w, const uint8_t *data, size_t len)
 	return w->err;
 }
 
+/* Where proto_data_payload_decode puts the bytes: the caller's pointers. */
+struct proto_data_dst {
+	const uint8_t **data;
+	size_t *len;
+};
+
+static int proto_data_field(struct cbr *r, void *obj, unsigned field)
+{
+	struct proto_data_dst *d = obj;
+
+	(void)field; /* "data" is the only key */
+	return cbr_bytes(r, d->data, d->len);
+}
+
 int proto_data_payload_decode(struct cbr *r, const uint8_t **data, size_t *len)
 {
-	struct proto_str key;
-	struct cbr_agg m;
-	bool seen = false;
-	int rc;
+	static const char *const keys[] = {"data"};
+	struct proto_data_dst d = {data, len};
 
-	rc = cbr_enter_map(r, &m);
-	if (rc < 0)
-		return rc;
-	while ((rc = cbr_agg_next(r, &m)) > 0) {
-		rc = cbr_key(r, &key);
-		if (rc < 0)
-			return rc;
-		if (proto_str_eq(key, "data")) {
-			if (seen)
-				return PROTO_E_DUP_FIELD;
-			seen = true;
-			rc = cbr_bytes(r, data, len);
-		} else {
-			rc = cbr_skip(r);
-		}
-		if (rc < 0)
-			return rc;
-	}
-	if (rc < 0)
-		return rc;
-	return seen ? 0 : PROTO_E_MISSING_FIELD;
+	return proto_map_decode(r, keys, 1, 1, 1, proto_data_field, &d);
 }
 
 int proto_data_decode(

@@ -1,22 +1,21 @@
 /*
  * proto/msg_boot.c - GuestBootstrap payload codec (spec 3.6).
  *
- * Every struct is decoded by one table-driven loop (boot_map_decode): its
- * keys are listed in a names table, in wire order; a bit per key catches
- * duplicates and missing required fields.  The internally tagged maps
- * (block_root, upper) are read in two passes: the first finds "kind"
- * wherever it is (serde buffers the map the same way), the second decodes
- * the variant's fields from the start of the map.
+ * Every struct is decoded by the table-driven loop of proto/internal.h
+ * (proto_map_decode): its keys are listed in a names table, in wire order;
+ * a bit per key catches duplicates and missing required fields.  The four
+ * mount lists are flat structs described by one table each (boot_mounts),
+ * which drives both their decoder and their encoder.  The internally
+ * tagged maps (block_root, upper) are read in two passes: the first finds
+ * "kind" wherever it is (serde buffers the map the same way), the second
+ * decodes the variant's fields from the start of the map.
  */
 #include <stdint.h>
 #include <string.h>
 
 #include "proto/error.h"
+#include "proto/internal.h"
 #include "proto/msg_boot.h"
-
-#define BOOT_BIT(i) (1u << (i))
-#define BOOT_NKEYS(t) ((unsigned)(sizeof(t) / sizeof((t)[0])))
-#define BOOT_ALL(n) ((uint32_t)((1ull << (n)) - 1))
 
 static const char *const boot_root_kinds[] = {"disk-image", "oci-erofs"};
 static const char *const boot_upper_kinds[] = {"device", "tmpfs"};
@@ -24,140 +23,19 @@ static const char *const boot_security_names[] = {"default", "restricted"};
 
 /* ---- decoding helpers ---- */
 
-/* Index of <s> in <names> (<n> entries), or -1. */
-static int boot_lookup(struct proto_str s, const char *const *names, unsigned n)
+/* Where boot_tag_find puts the kind: a names table and the index found. */
+struct boot_kind {
+	const char *const *names;
+	unsigned n;
+	int *kind;
+};
+
+static int boot_kind_field(struct cbr *r, void *obj, unsigned field)
 {
-	unsigned i;
+	struct boot_kind *k = obj;
 
-	for (i = 0; i < n; i++)
-		if (proto_str_eq(s, names[i]))
-			return (int)i;
-	return -1;
-}
-
-typedef int (*boot_field_fn)(struct cbr *r, void *obj, unsigned field);
-
-/*
- * Decode the map at <r>: a key found in <names> (<n> <= 32 entries) whose
- * bit is in <allowed> goes to <fn> with its index; other keys are skipped.
- * Returns 0, PROTO_E_DUP_FIELD, PROTO_E_MISSING_FIELD when a bit of
- * <required> was not seen, or the first error of the reader or <fn>.
- */
-static int boot_map_decode(struct cbr *r, const char *const *names, unsigned n, uint32_t allowed,
-	uint32_t required, boot_field_fn fn, void *obj)
-{
-	struct cbr_agg m;
-	struct proto_str key;
-	uint32_t seen = 0;
-	int rc, idx;
-
-	rc = cbr_enter_map(r, &m);
-	if (rc < 0)
-		return rc;
-	while ((rc = cbr_agg_next(r, &m)) > 0) {
-		rc = cbr_key(r, &key);
-		if (rc < 0)
-			return rc;
-		idx = boot_lookup(key, names, n);
-		if (idx < 0 || !(allowed & BOOT_BIT(idx)))
-			rc = cbr_skip(r);
-		else if (seen & BOOT_BIT(idx))
-			rc = PROTO_E_DUP_FIELD;
-		else {
-			seen |= BOOT_BIT(idx);
-			rc = fn(r, obj, (unsigned)idx);
-		}
-		if (rc < 0)
-			return rc;
-	}
-	if (rc < 0)
-		return rc;
-	return (seen & required) == required ? 0 : PROTO_E_MISSING_FIELD;
-}
-
-typedef int (*boot_elem_fn)(struct cbr *r, void *elem);
-
-/*
- * Decode an array of <size>-byte elements with <fn> into one zeroed block
- * of r->arena.  A definite array's count comes from its head (the reader
- * refuses a count larger than the bytes left); an indefinite one is
- * counted by a skipping pass first.  An empty array gives NULL, 0.
- */
-static int boot_list_decode(struct cbr *r, size_t size, boot_elem_fn fn, void **out, size_t *count)
-{
-	struct cbr_agg a, a0;
-	struct cbr r0;
-	uint8_t *v = NULL;
-	size_t n = 0, i = 0;
-	int rc;
-
-	rc = cbr_enter_array(r, &a);
-	if (rc < 0)
-		return rc;
-	if (a.indef) {
-		r0 = *r;
-		a0 = a;
-		while ((rc = cbr_agg_next(r, &a)) > 0) {
-			rc = cbr_skip(r);
-			if (rc < 0)
-				return rc;
-			n++;
-		}
-		if (rc < 0)
-			return rc;
-		*r = r0;
-		a = a0;
-	} else {
-		n = (size_t)a.left; /* cbr_enter_array bounded it by the bytes left */
-	}
-	if (n) {
-		v = r->arena ? proto_arena_alloc(r->arena, n * size) : NULL;
-		if (!v)
-			return PROTO_E_NOSPACE;
-		memset(v, 0, n * size);
-	}
-	while ((rc = cbr_agg_next(r, &a)) > 0) {
-		rc = fn(r, v + size * i++);
-		if (rc < 0)
-			return rc;
-	}
-	if (rc < 0)
-		return rc;
-	*out = v;
-	*count = n;
-	return 0;
-}
-
-static int boot_opt_u32(struct cbr *r, struct proto_opt_u32 *o)
-{
-	int rc = cbr_absent(r);
-
-	if (rc < 0)
-		return rc;
-	o->set = rc == 0;
-	return o->set ? cbr_u32(r, &o->v) : 0;
-}
-
-static int boot_opt_str(struct cbr *r, struct proto_opt_str *o)
-{
-	int rc = cbr_absent(r);
-
-	if (rc < 0)
-		return rc;
-	o->set = rc == 0;
-	return o->set ? cbr_text(r, &o->v) : 0;
-}
-
-/* A text enum: its index in <names>, or PROTO_E_BAD_VALUE. */
-static int boot_name_decode(struct cbr *r, const char *const *names, unsigned n, int *k)
-{
-	struct proto_str s;
-	int rc = cbr_text(r, &s);
-
-	if (rc < 0)
-		return rc;
-	*k = boot_lookup(s, names, n);
-	return *k < 0 ? PROTO_E_BAD_VALUE : 0;
+	(void)field; /* "kind" is the only key */
+	return proto_name_decode(r, k->names, k->n, k->kind);
 }
 
 /*
@@ -166,34 +44,14 @@ static int boot_name_decode(struct cbr *r, const char *const *names, unsigned n,
  */
 static int boot_tag_find(struct cbr *r, const char *const *names, unsigned n, int *kind)
 {
+	static const char *const keys[] = {"kind"};
+	struct boot_kind k = {names, n, kind};
 	struct cbr save = *r;
-	struct cbr_agg m;
-	struct proto_str key;
-	bool seen = false;
 	int rc;
 
-	rc = cbr_enter_map(r, &m);
+	rc = proto_map_decode(r, keys, 1, 1, 1, boot_kind_field, &k);
 	if (rc < 0)
 		return rc;
-	while ((rc = cbr_agg_next(r, &m)) > 0) {
-		rc = cbr_key(r, &key);
-		if (rc < 0)
-			return rc;
-		if (!proto_str_eq(key, "kind"))
-			rc = cbr_skip(r);
-		else if (seen)
-			rc = PROTO_E_DUP_FIELD;
-		else {
-			seen = true;
-			rc = boot_name_decode(r, names, n, kind);
-		}
-		if (rc < 0)
-			return rc;
-	}
-	if (rc < 0)
-		return rc;
-	if (!seen)
-		return PROTO_E_MISSING_FIELD;
 	*r = save;
 	return 0;
 }
@@ -210,16 +68,9 @@ static int boot_octets_decode(struct cbr *r, uint8_t *out, size_t n)
 	size_t len, i = 0;
 	int rc;
 
-	for (;;) {
-		rc = cbr_peek(r, &it);
-		if (rc < 0)
-			return rc;
-		if (it.kind != CBR_TAG)
-			break;
-		rc = cbr_next(r, &it);
-		if (rc < 0)
-			return rc;
-	}
+	rc = cbr_peek_untagged(r, &it);
+	if (rc < 0)
+		return rc;
 	if (it.kind == CBR_ARRAY || it.kind == CBR_ARRAY_INDEF) {
 		rc = cbr_enter_array(r, &a);
 		if (rc < 0)
@@ -246,11 +97,6 @@ static int boot_octets_decode(struct cbr *r, uint8_t *out, size_t n)
 
 /* ---- encoding helpers ---- */
 
-static void boot_put_str(struct cbw *w, struct proto_str s)
-{
-	cbw_text(w, s.ptr, s.len);
-}
-
 static void boot_put_octets(struct cbw *w, const uint8_t *p, size_t n)
 {
 	size_t i;
@@ -266,7 +112,6 @@ static const char *const boot_flags_keys[] = {"readonly", "noexec", "nosuid", "n
 
 static void boot_flags_encode(struct cbw *w, const struct proto_boot_mount_flags *f)
 {
-	cbw_key(w, "flags");
 	cbw_map(w, 4);
 	cbw_key(w, "readonly");
 	cbw_bool(w, f->readonly);
@@ -288,175 +133,195 @@ static int boot_flags_field(struct cbr *r, void *obj, unsigned field)
 
 static int boot_flags_decode(struct cbr *r, struct proto_boot_mount_flags *f)
 {
-	return boot_map_decode(r, boot_flags_keys, 4, BOOT_ALL(4), 0, boot_flags_field, f);
+	return proto_map_decode(r, boot_flags_keys, 4, PROTO_ALL(4), 0, boot_flags_field, f);
 }
 
-/* ---- mounts ---- */
+/* ---- mounts: four lists of flat structs, described by tables ---- */
 
-static const char *const boot_dir_keys[] = {"tag", "guest_path", "flags"};
+/* How a mount field is decoded and encoded. */
+enum boot_slot_kind {
+	BOOT_S_TEXT,	 /* struct proto_str, required */
+	BOOT_S_OPT_TEXT, /* struct proto_opt_str, omitted when unset */
+	BOOT_S_OPT_U32,	 /* struct proto_opt_u32, omitted when unset */
+	BOOT_S_FLAGS,	 /* struct proto_boot_mount_flags, always written, optional */
+};
 
-static int boot_dir_field(struct cbr *r, void *obj, unsigned field)
+/* One mount list of GuestBootstrap: key, element layout, fields in wire order. */
+struct boot_mount_desc {
+	const char *key;      /* "dir_mounts", ... */
+	size_t list_off;      /* struct proto_bootstrap: the element pointer ... */
+	size_t count_off;     /* ... and the count */
+	size_t size;	      /* element size */
+	unsigned n;	      /* fields */
+	const char *names[4]; /* wire keys */
+	uint8_t kind[4];      /* enum boot_slot_kind */
+	uint8_t off[4];	      /* offset of the field in the element */
+};
+
+/* The list part of a boot_mount_desc: key <k>, elements of <type> at <list>, <count>. */
+#define BOOT_MOUNT(k, type, list, count)                                                           \
+	.key = k, .list_off = offsetof(struct proto_bootstrap, list),                              \
+	.count_off = offsetof(struct proto_bootstrap, count), .size = sizeof(type)
+
+static const struct boot_mount_desc boot_mounts[4] = {
+	{
+		BOOT_MOUNT("dir_mounts", struct proto_boot_dir_mount, dir_mounts, n_dir_mounts),
+		.n = 3,
+		.names = {"tag", "guest_path", "flags"},
+		.kind = {BOOT_S_TEXT, BOOT_S_TEXT, BOOT_S_FLAGS},
+		.off = {offsetof(struct proto_boot_dir_mount, tag),
+			offsetof(struct proto_boot_dir_mount, guest_path),
+			offsetof(struct proto_boot_dir_mount, flags)},
+	},
+	{
+		BOOT_MOUNT("file_mounts", struct proto_boot_file_mount, file_mounts, n_file_mounts),
+		.n = 4,
+		.names = {"tag", "filename", "guest_path", "flags"},
+		.kind = {BOOT_S_TEXT, BOOT_S_TEXT, BOOT_S_TEXT, BOOT_S_FLAGS},
+		.off = {offsetof(struct proto_boot_file_mount, tag),
+			offsetof(struct proto_boot_file_mount, filename),
+			offsetof(struct proto_boot_file_mount, guest_path),
+			offsetof(struct proto_boot_file_mount, flags)},
+	},
+	{
+		BOOT_MOUNT("disk_mounts", struct proto_boot_disk_mount, disk_mounts, n_disk_mounts),
+		.n = 4,
+		.names = {"id", "guest_path", "fstype", "flags"},
+		.kind = {BOOT_S_TEXT, BOOT_S_TEXT, BOOT_S_OPT_TEXT, BOOT_S_FLAGS},
+		.off = {offsetof(struct proto_boot_disk_mount, id),
+			offsetof(struct proto_boot_disk_mount, guest_path),
+			offsetof(struct proto_boot_disk_mount, fstype),
+			offsetof(struct proto_boot_disk_mount, flags)},
+	},
+	{
+		BOOT_MOUNT("tmpfs_mounts", struct proto_boot_tmpfs_mount, tmpfs_mounts,
+			n_tmpfs_mounts),
+		.n = 4,
+		.names = {"path", "size_mib", "mode", "flags"},
+		.kind = {BOOT_S_TEXT, BOOT_S_OPT_U32, BOOT_S_OPT_U32, BOOT_S_FLAGS},
+		.off = {offsetof(struct proto_boot_tmpfs_mount, path),
+			offsetof(struct proto_boot_tmpfs_mount, size_mib),
+			offsetof(struct proto_boot_tmpfs_mount, mode),
+			offsetof(struct proto_boot_tmpfs_mount, flags)},
+	},
+};
+
+/* The mount being decoded and its table. */
+struct boot_mount_dst {
+	const struct boot_mount_desc *d;
+	uint8_t *elem;
+};
+
+static int boot_mount_field(struct cbr *r, void *obj, unsigned field)
 {
-	struct proto_boot_dir_mount *d = obj;
+	struct boot_mount_dst *m = obj;
+	void *v = m->elem + m->d->off[field];
 
-	switch (field) {
-	case 0:
-		return cbr_text(r, &d->tag);
-	case 1:
-		return cbr_text(r, &d->guest_path);
+	switch (m->d->kind[field]) {
+	case BOOT_S_TEXT:
+		return cbr_text(r, v);
+	case BOOT_S_OPT_TEXT:
+		return proto_opt_str_decode(r, v);
+	case BOOT_S_OPT_U32:
+		return proto_opt_u32_decode(r, v);
 	default:
-		return boot_flags_decode(r, &d->flags);
+		return boot_flags_decode(r, v);
 	}
 }
 
-static int boot_dir_decode(struct cbr *r, void *elem)
+/* One mount map into <elem>; <arg> is its struct boot_mount_desc. */
+static int boot_mount_decode(struct cbr *r, void *elem, const void *arg)
 {
-	return boot_map_decode(r, boot_dir_keys, 3, BOOT_ALL(3), BOOT_ALL(2), boot_dir_field, elem);
+	struct boot_mount_dst m = {arg, elem};
+	uint32_t required = 0;
+	unsigned i;
+
+	for (i = 0; i < m.d->n; i++)
+		if (m.d->kind[i] == BOOT_S_TEXT)
+			required |= PROTO_BIT(i);
+	return proto_map_decode(
+		r, m.d->names, m.d->n, PROTO_ALL(m.d->n), required, boot_mount_field, &m);
 }
 
-static const char *const boot_file_keys[] = {"tag", "filename", "guest_path", "flags"};
-
-static int boot_file_field(struct cbr *r, void *obj, unsigned field)
+/* The mount list of <d> into <m>. */
+static int boot_mounts_decode(
+	struct cbr *r, struct proto_bootstrap *m, const struct boot_mount_desc *d)
 {
-	struct proto_boot_file_mount *f = obj;
+	uint8_t *base = (uint8_t *)m;
+	void *v;
+	int rc;
 
-	switch (field) {
-	case 0:
-		return cbr_text(r, &f->tag);
-	case 1:
-		return cbr_text(r, &f->filename);
-	case 2:
-		return cbr_text(r, &f->guest_path);
+	rc = proto_list_decode(
+		r, d->size, boot_mount_decode, d, &v, (size_t *)(base + d->count_off));
+	if (rc == 0)
+		*(void **)(base + d->list_off) = v;
+	return rc;
+}
+
+/* Whether field <i> of mount <elem> is written (Options only when set). */
+static bool boot_mount_field_present(
+	const struct boot_mount_desc *d, const uint8_t *elem, unsigned i)
+{
+	const void *v = elem + d->off[i];
+
+	switch (d->kind[i]) {
+	case BOOT_S_OPT_TEXT:
+		return ((const struct proto_opt_str *)v)->set;
+	case BOOT_S_OPT_U32:
+		return ((const struct proto_opt_u32 *)v)->set;
 	default:
-		return boot_flags_decode(r, &f->flags);
+		return true;
 	}
 }
 
-static int boot_file_decode(struct cbr *r, void *elem)
+static void boot_mount_encode(struct cbw *w, const struct boot_mount_desc *d, const uint8_t *elem)
 {
-	return boot_map_decode(
-		r, boot_file_keys, 4, BOOT_ALL(4), BOOT_ALL(3), boot_file_field, elem);
-}
+	size_t n = 0;
+	unsigned i;
 
-static const char *const boot_disk_keys[] = {"id", "guest_path", "fstype", "flags"};
+	for (i = 0; i < d->n; i++)
+		n += boot_mount_field_present(d, elem, i);
+	cbw_map(w, n);
+	for (i = 0; i < d->n; i++) {
+		const void *v = elem + d->off[i];
 
-static int boot_disk_field(struct cbr *r, void *obj, unsigned field)
-{
-	struct proto_boot_disk_mount *d = obj;
-
-	switch (field) {
-	case 0:
-		return cbr_text(r, &d->id);
-	case 1:
-		return cbr_text(r, &d->guest_path);
-	case 2:
-		return boot_opt_str(r, &d->fstype);
-	default:
-		return boot_flags_decode(r, &d->flags);
+		if (!boot_mount_field_present(d, elem, i))
+			continue;
+		cbw_key(w, d->names[i]);
+		switch (d->kind[i]) {
+		case BOOT_S_TEXT:
+			proto_put_str(w, *(const struct proto_str *)v);
+			break;
+		case BOOT_S_OPT_TEXT:
+			proto_put_str(w, ((const struct proto_opt_str *)v)->v);
+			break;
+		case BOOT_S_OPT_U32:
+			cbw_uint(w, ((const struct proto_opt_u32 *)v)->v);
+			break;
+		default:
+			boot_flags_encode(w, v);
+			break;
+		}
 	}
 }
 
-static int boot_disk_decode(struct cbr *r, void *elem)
-{
-	return boot_map_decode(
-		r, boot_disk_keys, 4, BOOT_ALL(4), BOOT_ALL(2), boot_disk_field, elem);
-}
-
-static const char *const boot_tmpfs_keys[] = {"path", "size_mib", "mode", "flags"};
-
-static int boot_tmpfs_field(struct cbr *r, void *obj, unsigned field)
-{
-	struct proto_boot_tmpfs_mount *t = obj;
-
-	switch (field) {
-	case 0:
-		return cbr_text(r, &t->path);
-	case 1:
-		return boot_opt_u32(r, &t->size_mib);
-	case 2:
-		return boot_opt_u32(r, &t->mode);
-	default:
-		return boot_flags_decode(r, &t->flags);
-	}
-}
-
-static int boot_tmpfs_decode(struct cbr *r, void *elem)
-{
-	return boot_map_decode(
-		r, boot_tmpfs_keys, 4, BOOT_ALL(4), BOOT_BIT(0), boot_tmpfs_field, elem);
-}
-
+/* Every non-empty mount list of <m>, in wire order. */
 static void boot_mounts_encode(struct cbw *w, const struct proto_bootstrap *m)
 {
-	size_t i;
+	const uint8_t *base = (const uint8_t *)m;
+	const struct boot_mount_desc *d;
+	const uint8_t *elems;
+	size_t i, n;
 
-	if (m->n_dir_mounts) {
-		cbw_key(w, "dir_mounts");
-		cbw_array(w, m->n_dir_mounts);
-		for (i = 0; i < m->n_dir_mounts; i++) {
-			const struct proto_boot_dir_mount *d = &m->dir_mounts[i];
-
-			cbw_map(w, 3);
-			cbw_key(w, "tag");
-			boot_put_str(w, d->tag);
-			cbw_key(w, "guest_path");
-			boot_put_str(w, d->guest_path);
-			boot_flags_encode(w, &d->flags);
-		}
-	}
-	if (m->n_file_mounts) {
-		cbw_key(w, "file_mounts");
-		cbw_array(w, m->n_file_mounts);
-		for (i = 0; i < m->n_file_mounts; i++) {
-			const struct proto_boot_file_mount *f = &m->file_mounts[i];
-
-			cbw_map(w, 4);
-			cbw_key(w, "tag");
-			boot_put_str(w, f->tag);
-			cbw_key(w, "filename");
-			boot_put_str(w, f->filename);
-			cbw_key(w, "guest_path");
-			boot_put_str(w, f->guest_path);
-			boot_flags_encode(w, &f->flags);
-		}
-	}
-	if (m->n_disk_mounts) {
-		cbw_key(w, "disk_mounts");
-		cbw_array(w, m->n_disk_mounts);
-		for (i = 0; i < m->n_disk_mounts; i++) {
-			const struct proto_boot_disk_mount *d = &m->disk_mounts[i];
-
-			cbw_map(w, 3 + d->fstype.set);
-			cbw_key(w, "id");
-			boot_put_str(w, d->id);
-			cbw_key(w, "guest_path");
-			boot_put_str(w, d->guest_path);
-			if (d->fstype.set) {
-				cbw_key(w, "fstype");
-				boot_put_str(w, d->fstype.v);
-			}
-			boot_flags_encode(w, &d->flags);
-		}
-	}
-	if (m->n_tmpfs_mounts) {
-		cbw_key(w, "tmpfs_mounts");
-		cbw_array(w, m->n_tmpfs_mounts);
-		for (i = 0; i < m->n_tmpfs_mounts; i++) {
-			const struct proto_boot_tmpfs_mount *t = &m->tmpfs_mounts[i];
-
-			cbw_map(w, 2 + t->size_mib.set + t->mode.set);
-			cbw_key(w, "path");
-			boot_put_str(w, t->path);
-			if (t->size_mib.set) {
-				cbw_key(w, "size_mib");
-				cbw_uint(w, t->size_mib.v);
-			}
-			if (t->mode.set) {
-				cbw_key(w, "mode");
-				cbw_uint(w, t->mode.v);
-			}
-			boot_flags_encode(w, &t->flags);
-		}
+	for (d = boot_mounts; d < boot_mounts + PROTO_NKEYS(boot_mounts); d++) {
+		n = *(const size_t *)(base + d->count_off);
+		if (!n)
+			continue;
+		elems = *(const void *const *)(base + d->list_off);
+		cbw_key(w, d->key);
+		cbw_array(w, n);
+		for (i = 0; i < n; i++)
+			boot_mount_encode(w, d, elems + i * d->size);
 	}
 }
 
@@ -475,22 +340,22 @@ static int boot_upper_field(struct cbr *r, void *obj, unsigned field)
 	case 2:
 		return cbr_text(r, &u->fstype);
 	default: /* 3 */
-		return boot_opt_u32(r, &u->size_mib);
+		return proto_opt_u32_decode(r, &u->size_mib);
 	}
 }
 
 static int boot_upper_decode(struct cbr *r, struct proto_boot_upper *u)
 {
-	const uint32_t device = BOOT_BIT(1) | BOOT_BIT(2);
+	const uint32_t device = PROTO_BIT(1) | PROTO_BIT(2);
 	int rc, k;
 
-	rc = boot_tag_find(r, boot_upper_kinds, BOOT_NKEYS(boot_upper_kinds), &k);
+	rc = boot_tag_find(r, boot_upper_kinds, PROTO_NKEYS(boot_upper_kinds), &k);
 	if (rc < 0)
 		return rc;
 	u->kind = (enum proto_boot_upper_kind)k;
 	if (u->kind == PROTO_BOOT_UPPER_DEVICE)
-		return boot_map_decode(r, boot_upper_keys, 4, device, device, boot_upper_field, u);
-	return boot_map_decode(r, boot_upper_keys, 4, BOOT_BIT(3), 0, boot_upper_field, u);
+		return proto_map_decode(r, boot_upper_keys, 4, device, device, boot_upper_field, u);
+	return proto_map_decode(r, boot_upper_keys, 4, PROTO_BIT(3), 0, boot_upper_field, u);
 }
 
 static const char *const boot_root_keys[] = {"kind", "device", "fstype", "lower", "upper"};
@@ -503,7 +368,7 @@ static int boot_root_field(struct cbr *r, void *obj, unsigned field)
 	case 1:
 		return cbr_text(r, &b->device);
 	case 2:
-		return boot_opt_str(r, &b->fstype);
+		return proto_opt_str_decode(r, &b->fstype);
 	case 3:
 		return cbr_text(r, &b->lower);
 	default: /* 4 */
@@ -513,20 +378,21 @@ static int boot_root_field(struct cbr *r, void *obj, unsigned field)
 
 static int boot_root_decode(struct cbr *r, struct proto_boot_block_root *b)
 {
-	const uint32_t disk = BOOT_BIT(1) | BOOT_BIT(2);
-	const uint32_t erofs = BOOT_BIT(3) | BOOT_BIT(4);
+	const uint32_t disk = PROTO_BIT(1) | PROTO_BIT(2);
+	const uint32_t erofs = PROTO_BIT(3) | PROTO_BIT(4);
 	int rc, k;
 
 	rc = cbr_absent(r);
 	if (rc != 0)
 		return rc < 0 ? rc : 0; /* null: kind stays NONE */
-	rc = boot_tag_find(r, boot_root_kinds, BOOT_NKEYS(boot_root_kinds), &k);
+	rc = boot_tag_find(r, boot_root_kinds, PROTO_NKEYS(boot_root_kinds), &k);
 	if (rc < 0)
 		return rc;
 	b->kind = (enum proto_boot_root_kind)(k + 1);
 	if (b->kind == PROTO_BOOT_ROOT_DISK_IMAGE)
-		return boot_map_decode(r, boot_root_keys, 5, disk, BOOT_BIT(1), boot_root_field, b);
-	return boot_map_decode(r, boot_root_keys, 5, erofs, erofs, boot_root_field, b);
+		return proto_map_decode(
+			r, boot_root_keys, 5, disk, PROTO_BIT(1), boot_root_field, b);
+	return proto_map_decode(r, boot_root_keys, 5, erofs, erofs, boot_root_field, b);
 }
 
 static int boot_root_encode(struct cbw *w, const struct proto_boot_block_root *b)
@@ -540,10 +406,10 @@ static int boot_root_encode(struct cbw *w, const struct proto_boot_block_root *b
 		cbw_key(w, "kind");
 		cbw_cstr(w, "disk-image");
 		cbw_key(w, "device");
-		boot_put_str(w, b->device);
+		proto_put_str(w, b->device);
 		if (b->fstype.set) {
 			cbw_key(w, "fstype");
-			boot_put_str(w, b->fstype.v);
+			proto_put_str(w, b->fstype.v);
 		}
 		return 0;
 	case PROTO_BOOT_ROOT_OCI_EROFS:
@@ -551,7 +417,7 @@ static int boot_root_encode(struct cbw *w, const struct proto_boot_block_root *b
 		cbw_key(w, "kind");
 		cbw_cstr(w, "oci-erofs");
 		cbw_key(w, "lower");
-		boot_put_str(w, b->lower);
+		proto_put_str(w, b->lower);
 		cbw_key(w, "upper");
 		break;
 	default:
@@ -563,9 +429,9 @@ static int boot_root_encode(struct cbw *w, const struct proto_boot_block_root *b
 		cbw_key(w, "kind");
 		cbw_cstr(w, "device");
 		cbw_key(w, "device");
-		boot_put_str(w, u->device);
+		proto_put_str(w, u->device);
 		cbw_key(w, "fstype");
-		boot_put_str(w, u->fstype);
+		proto_put_str(w, u->fstype);
 		return 0;
 	case PROTO_BOOT_UPPER_TMPFS:
 		cbw_map(w, 1 + u->size_mib.set);
@@ -608,23 +474,19 @@ static int boot_ip_field(struct cbr *r, void *obj, unsigned field)
 	case 2:
 		return boot_octets_decode(r, d->gateway, d->alen);
 	default:
-		rc = cbr_absent(r);
-		if (rc != 0)
-			return rc < 0 ? rc : 0;
-		*d->has_dns = true;
-		return boot_octets_decode(r, d->dns, d->alen);
+		rc = proto_opt_begin(r, d->has_dns);
+		return rc > 0 ? boot_octets_decode(r, d->dns, d->alen) : rc;
 	}
 }
 
 /* An Option IP block: null leaves <*set> false. */
 static int boot_ip_decode(struct cbr *r, bool *set, struct boot_ip_dst *d)
 {
-	int rc = cbr_absent(r);
+	int rc = proto_opt_begin(r, set);
 
-	if (rc != 0)
-		return rc < 0 ? rc : 0;
-	*set = true;
-	return boot_map_decode(r, boot_ip_keys, 4, BOOT_ALL(4), BOOT_ALL(3), boot_ip_field, d);
+	if (rc <= 0)
+		return rc;
+	return proto_map_decode(r, boot_ip_keys, 4, PROTO_ALL(4), PROTO_ALL(3), boot_ip_field, d);
 }
 
 static void boot_ip_encode(struct cbw *w, const char *key, const uint8_t *address,
@@ -682,12 +544,11 @@ static int boot_net_field(struct cbr *r, void *obj, unsigned field)
 
 static int boot_net_decode(struct cbr *r, struct proto_boot_network *n)
 {
-	int rc = cbr_absent(r);
+	int rc = proto_opt_begin(r, &n->set);
 
-	if (rc != 0)
-		return rc < 0 ? rc : 0;
-	n->set = true;
-	return boot_map_decode(r, boot_net_keys, 5, BOOT_ALL(5), BOOT_ALL(3), boot_net_field, n);
+	if (rc <= 0)
+		return rc;
+	return proto_map_decode(r, boot_net_keys, 5, PROTO_ALL(5), PROTO_ALL(3), boot_net_field, n);
 }
 
 static void boot_net_encode(struct cbw *w, const struct proto_boot_network *n)
@@ -698,7 +559,7 @@ static void boot_net_encode(struct cbw *w, const struct proto_boot_network *n)
 	cbw_key(w, "network");
 	cbw_map(w, 3 + v4->set + v6->set);
 	cbw_key(w, "interface");
-	boot_put_str(w, n->interface);
+	proto_put_str(w, n->interface);
 	cbw_key(w, "mac");
 	boot_put_octets(w, n->mac, sizeof(n->mac));
 	cbw_key(w, "mtu");
@@ -722,17 +583,19 @@ static int boot_env_field(struct cbr *r, void *obj, unsigned field)
 	return cbr_text(r, field == 0 ? &e->key : &e->value);
 }
 
-static int boot_env_decode(struct cbr *r, void *elem)
+static int boot_env_decode(struct cbr *r, void *elem, const void *arg)
 {
-	return boot_map_decode(r, boot_env_keys, 2, BOOT_ALL(2), BOOT_ALL(2), boot_env_field, elem);
+	return proto_map_decode(
+		r, boot_env_keys, 2, PROTO_ALL(2), PROTO_ALL(2), boot_env_field, elem);
 }
 
 static int boot_envs_decode(struct cbr *r, struct proto_boot_env **env, size_t *n)
 {
-	void *v = NULL;
-	int rc = boot_list_decode(r, sizeof(**env), boot_env_decode, &v, n);
+	void *v;
+	int rc = proto_list_decode(r, sizeof(**env), boot_env_decode, NULL, &v, n);
 
-	*env = v;
+	if (rc == 0)
+		*env = v;
 	return rc;
 }
 
@@ -746,9 +609,9 @@ static void boot_envs_encode(
 	for (i = 0; i < n; i++) {
 		cbw_map(w, 2);
 		cbw_key(w, "key");
-		boot_put_str(w, env[i].key);
+		proto_put_str(w, env[i].key);
 		cbw_key(w, "value");
-		boot_put_str(w, env[i].value);
+		proto_put_str(w, env[i].value);
 	}
 }
 
@@ -764,7 +627,7 @@ static int boot_handoff_field(struct cbr *r, void *obj, unsigned field)
 	case 1:
 		return proto_strs_decode(r, &h->args, &h->n_args);
 	case 2:
-		return boot_opt_str(r, &h->cwd);
+		return proto_opt_str_decode(r, &h->cwd);
 	default:
 		return boot_envs_decode(r, &h->env, &h->n_env);
 	}
@@ -772,13 +635,12 @@ static int boot_handoff_field(struct cbr *r, void *obj, unsigned field)
 
 static int boot_handoff_decode(struct cbr *r, struct proto_boot_handoff *h)
 {
-	int rc = cbr_absent(r);
+	int rc = proto_opt_begin(r, &h->set);
 
-	if (rc != 0)
-		return rc < 0 ? rc : 0;
-	h->set = true;
-	return boot_map_decode(
-		r, boot_handoff_keys, 4, BOOT_ALL(4), BOOT_BIT(0), boot_handoff_field, h);
+	if (rc <= 0)
+		return rc;
+	return proto_map_decode(
+		r, boot_handoff_keys, 4, PROTO_ALL(4), PROTO_BIT(0), boot_handoff_field, h);
 }
 
 static void boot_handoff_encode(struct cbw *w, const struct proto_boot_handoff *h)
@@ -786,14 +648,14 @@ static void boot_handoff_encode(struct cbw *w, const struct proto_boot_handoff *
 	cbw_key(w, "handoff_init");
 	cbw_map(w, 1 + (h->n_args != 0) + h->cwd.set + (h->n_env != 0));
 	cbw_key(w, "cmd");
-	boot_put_str(w, h->cmd);
+	proto_put_str(w, h->cmd);
 	if (h->n_args) {
 		cbw_key(w, "args");
 		proto_strs_encode(w, h->args, h->n_args);
 	}
 	if (h->cwd.set) {
 		cbw_key(w, "cwd");
-		boot_put_str(w, h->cwd.v);
+		proto_put_str(w, h->cwd.v);
 	}
 	if (h->n_env)
 		boot_envs_encode(w, "env", h->env, h->n_env);
@@ -816,7 +678,7 @@ static int boot_ext_decode(struct cbr *r, struct proto_bootstrap *m)
 
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
-	return boot_map_decode(r, boot_ext_keys, 1, 1, 0, boot_ext_field, m);
+	return proto_map_decode(r, boot_ext_keys, 1, 1, 0, boot_ext_field, m);
 }
 
 /* ---- GuestBootstrap ---- */
@@ -861,48 +723,33 @@ static const char *const boot_keys[K_COUNT] = {
 static int boot_field(struct cbr *r, void *obj, unsigned field)
 {
 	struct proto_bootstrap *m = obj;
-	void *v = NULL;
 	int rc, k;
 
 	switch (field) {
 	case K_BLOCK_ROOT:
 		return boot_root_decode(r, &m->block_root);
 	case K_DIR_MOUNTS:
-		rc = boot_list_decode(
-			r, sizeof(*m->dir_mounts), boot_dir_decode, &v, &m->n_dir_mounts);
-		m->dir_mounts = v;
-		return rc;
 	case K_FILE_MOUNTS:
-		rc = boot_list_decode(
-			r, sizeof(*m->file_mounts), boot_file_decode, &v, &m->n_file_mounts);
-		m->file_mounts = v;
-		return rc;
 	case K_DISK_MOUNTS:
-		rc = boot_list_decode(
-			r, sizeof(*m->disk_mounts), boot_disk_decode, &v, &m->n_disk_mounts);
-		m->disk_mounts = v;
-		return rc;
 	case K_TMPFS_MOUNTS:
-		rc = boot_list_decode(
-			r, sizeof(*m->tmpfs_mounts), boot_tmpfs_decode, &v, &m->n_tmpfs_mounts);
-		m->tmpfs_mounts = v;
-		return rc;
+		return boot_mounts_decode(r, m, &boot_mounts[field - K_DIR_MOUNTS]);
 	case K_HOSTNAME:
-		return boot_opt_str(r, &m->hostname);
+		return proto_opt_str_decode(r, &m->hostname);
 	case K_HOST_ALIAS:
-		return boot_opt_str(r, &m->host_alias);
+		return proto_opt_str_decode(r, &m->host_alias);
 	case K_NETWORK:
 		return boot_net_decode(r, &m->network);
 	case K_RLIMITS:
 		return proto_rlimits_decode(r, &m->rlimits, &m->n_rlimits);
 	case K_USER:
-		return boot_opt_str(r, &m->user);
+		return proto_opt_str_decode(r, &m->user);
 	case K_DEFAULT_CWD:
-		return boot_opt_str(r, &m->default_cwd);
+		return proto_opt_str_decode(r, &m->default_cwd);
 	case K_DEFAULT_ENV:
 		return boot_envs_decode(r, &m->default_env, &m->n_default_env);
 	case K_SECURITY_PROFILE:
-		rc = boot_name_decode(r, boot_security_names, BOOT_NKEYS(boot_security_names), &k);
+		rc = proto_name_decode(
+			r, boot_security_names, PROTO_NKEYS(boot_security_names), &k);
 		if (rc < 0)
 			return rc;
 		m->security_profile = (enum proto_boot_security)k;
@@ -917,7 +764,7 @@ static int boot_field(struct cbr *r, void *obj, unsigned field)
 int proto_bootstrap_decode(struct cbr *r, struct proto_bootstrap *m)
 {
 	memset(m, 0, sizeof(*m));
-	return boot_map_decode(r, boot_keys, K_COUNT, BOOT_ALL(K_COUNT), 0, boot_field, m);
+	return proto_map_decode(r, boot_keys, K_COUNT, PROTO_ALL(K_COUNT), 0, boot_field, m);
 }
 
 int proto_bootstrap_encode(struct cbw *w, const struct proto_bootstrap *m)
@@ -925,7 +772,7 @@ int proto_bootstrap_encode(struct cbw *w, const struct proto_bootstrap *m)
 	size_t n = 1; /* security_profile is always written */
 	int rc;
 
-	if ((unsigned)m->security_profile >= BOOT_NKEYS(boot_security_names))
+	if ((unsigned)m->security_profile >= PROTO_NKEYS(boot_security_names))
 		return PROTO_E_BAD_VALUE;
 	n += m->block_root.kind != PROTO_BOOT_ROOT_NONE;
 	n += (m->n_dir_mounts != 0) + (m->n_file_mounts != 0);
@@ -943,11 +790,11 @@ int proto_bootstrap_encode(struct cbw *w, const struct proto_bootstrap *m)
 	boot_mounts_encode(w, m);
 	if (m->hostname.set) {
 		cbw_key(w, "hostname");
-		boot_put_str(w, m->hostname.v);
+		proto_put_str(w, m->hostname.v);
 	}
 	if (m->host_alias.set) {
 		cbw_key(w, "host_alias");
-		boot_put_str(w, m->host_alias.v);
+		proto_put_str(w, m->host_alias.v);
 	}
 	if (m->network.set)
 		boot_net_encode(w, &m->network);
@@ -959,11 +806,11 @@ int proto_bootstrap_encode(struct cbw *w, const struct proto_bootstrap *m)
 	}
 	if (m->user.set) {
 		cbw_key(w, "user");
-		boot_put_str(w, m->user.v);
+		proto_put_str(w, m->user.v);
 	}
 	if (m->default_cwd.set) {
 		cbw_key(w, "default_cwd");
-		boot_put_str(w, m->default_cwd.v);
+		proto_put_str(w, m->default_cwd.v);
 	}
 	if (m->n_default_env)
 		boot_envs_encode(w, "default_env", m->default_env, m->n_default_env);

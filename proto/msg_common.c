@@ -1,14 +1,14 @@
 /*
  * proto/msg_common.c - payload pieces shared by several message families:
- * ExecRlimit maps, lists of rlimits and lists of text strings.
- *
- * Lists are decoded into the reader's arena: a definite array is sized from
- * its head, an indefinite one by a first pass that skips its items.  An
- * empty list is {NULL, 0} and needs no arena.  Any thread.
+ * ExecRlimit maps, lists of rlimits and lists of text strings; and the
+ * decoding helpers every payload codec uses (proto/internal.h): the map
+ * and list loops, name tables, Option fields.  Any thread.
  */
+#include <string.h>
 #include <strings.h>
 
 #include "proto/error.h"
+#include "proto/internal.h"
 #include "proto/msg_common.h"
 
 /* Linux RLIMIT_* numbers are the index in this table (RLIMIT_CPU = 0 ... RLIMIT_RTTIME = 15). */
@@ -48,7 +48,7 @@ int proto_rlimit_encode(struct cbw *w, const struct proto_rlimit *rl)
 {
 	cbw_map(w, 3);
 	cbw_key(w, "resource");
-	cbw_text(w, rl->resource.ptr, rl->resource.len);
+	proto_put_str(w, rl->resource);
 	cbw_key(w, "soft");
 	cbw_uint(w, rl->soft);
 	cbw_key(w, "hard");
@@ -56,48 +56,26 @@ int proto_rlimit_encode(struct cbw *w, const struct proto_rlimit *rl)
 	return w->err;
 }
 
+static const char *const proto_rlimit_keys[] = {"resource", "soft", "hard"};
+
+static int proto_rlimit_field(struct cbr *r, void *obj, unsigned field)
+{
+	struct proto_rlimit *rl = obj;
+
+	switch (field) {
+	case 0:
+		return cbr_text(r, &rl->resource);
+	case 1:
+		return cbr_u64(r, &rl->soft);
+	default:
+		return cbr_u64(r, &rl->hard);
+	}
+}
+
 int proto_rlimit_decode(struct cbr *r, struct proto_rlimit *rl)
 {
-	enum { SEEN_RESOURCE = 1, SEEN_SOFT = 2, SEEN_HARD = 4 };
-	struct proto_str key;
-	struct cbr_agg m;
-	unsigned seen = 0, bit;
-	int rc;
-
-	rc = cbr_enter_map(r, &m);
-	if (rc < 0)
-		return rc;
-	while ((rc = cbr_agg_next(r, &m)) > 0) {
-		rc = cbr_key(r, &key);
-		if (rc < 0)
-			return rc;
-		if (proto_str_eq(key, "resource"))
-			bit = SEEN_RESOURCE;
-		else if (proto_str_eq(key, "soft"))
-			bit = SEEN_SOFT;
-		else if (proto_str_eq(key, "hard"))
-			bit = SEEN_HARD;
-		else
-			bit = 0;
-		if (seen & bit)
-			return PROTO_E_DUP_FIELD;
-		seen |= bit;
-		if (bit == SEEN_RESOURCE)
-			rc = cbr_text(r, &rl->resource);
-		else if (bit == SEEN_SOFT)
-			rc = cbr_u64(r, &rl->soft);
-		else if (bit == SEEN_HARD)
-			rc = cbr_u64(r, &rl->hard);
-		else
-			rc = cbr_skip(r);
-		if (rc < 0)
-			return rc;
-	}
-	if (rc < 0)
-		return rc;
-	if (seen != (SEEN_RESOURCE | SEEN_SOFT | SEEN_HARD))
-		return PROTO_E_MISSING_FIELD;
-	return 0;
+	return proto_map_decode(
+		r, proto_rlimit_keys, 3, PROTO_ALL(3), PROTO_ALL(3), proto_rlimit_field, rl);
 }
 
 int proto_rlimits_encode(struct cbw *w, const struct proto_rlimit *rl, size_t n)
@@ -116,81 +94,23 @@ void proto_strs_encode(struct cbw *w, const struct proto_str *v, size_t n)
 
 	cbw_array(w, n);
 	for (i = 0; i < n; i++)
-		cbw_text(w, v[i].ptr, v[i].len);
+		proto_put_str(w, v[i]);
 }
 
-/* Decoder of one list element into <out>. */
-typedef int (*proto_elem_decode_fn)(struct cbr *r, void *out);
-
-static int proto_elem_text(struct cbr *r, void *out)
+static int proto_elem_text(struct cbr *r, void *elem, const void *arg)
 {
-	return cbr_text(r, out);
+	return cbr_text(r, elem);
 }
 
-static int proto_elem_rlimit(struct cbr *r, void *out)
+static int proto_elem_rlimit(struct cbr *r, void *elem, const void *arg)
 {
-	return proto_rlimit_decode(r, out);
-}
-
-/*
- * Decode an array of elements of <size> bytes into the arena.  An
- * indefinite array is counted first by skipping its items, then decoded.
- */
-static int proto_list_decode(
-	struct cbr *r, size_t size, proto_elem_decode_fn fn, void **v, size_t *n)
-{
-	const uint8_t *body;
-	struct cbr_agg a;
-	unsigned depth;
-	uint8_t *out;
-	size_t count = 0, i;
-	int rc;
-
-	rc = cbr_enter_array(r, &a);
-	if (rc < 0)
-		return rc;
-	if (!a.indef) {
-		count = (size_t)a.left; /* bounded by the input size (cbr_enter_array) */
-	} else {
-		body = r->p;
-		depth = r->depth;
-		while ((rc = cbr_agg_next(r, &a)) > 0) {
-			rc = cbr_skip(r);
-			if (rc < 0)
-				return rc;
-			count++;
-		}
-		if (rc < 0)
-			return rc;
-		r->p = body;
-		r->depth = depth;
-	}
-	out = NULL;
-	if (count > 0) {
-		if (count > SIZE_MAX / size)
-			return PROTO_E_NOSPACE;
-		out = proto_arena_alloc(r->arena, count * size);
-		if (!out)
-			return PROTO_E_NOSPACE;
-	}
-	i = 0;
-	while ((rc = cbr_agg_next(r, &a)) > 0) {
-		rc = fn(r, out + i * size);
-		if (rc < 0)
-			return rc;
-		i++;
-	}
-	if (rc < 0)
-		return rc;
-	*v = out;
-	*n = count;
-	return 0;
+	return proto_rlimit_decode(r, elem);
 }
 
 int proto_rlimits_decode(struct cbr *r, struct proto_rlimit **rl, size_t *n)
 {
 	void *v;
-	int rc = proto_list_decode(r, sizeof(**rl), proto_elem_rlimit, &v, n);
+	int rc = proto_list_decode(r, sizeof(**rl), proto_elem_rlimit, NULL, &v, n);
 
 	if (rc == 0)
 		*rl = v;
@@ -200,9 +120,141 @@ int proto_rlimits_decode(struct cbr *r, struct proto_rlimit **rl, size_t *n)
 int proto_strs_decode(struct cbr *r, struct proto_str **v, size_t *n)
 {
 	void *p;
-	int rc = proto_list_decode(r, sizeof(**v), proto_elem_text, &p, n);
+	int rc = proto_list_decode(r, sizeof(**v), proto_elem_text, NULL, &p, n);
 
 	if (rc == 0)
 		*v = p;
 	return rc;
 }
+
+/* ---- decoding helpers of proto/internal.h ---- */
+
+int proto_name_index(struct proto_str s, const char *const *names, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (proto_str_eq(s, names[i]))
+			return (int)i;
+	return -1;
+}
+
+int proto_name_decode(struct cbr *r, const char *const *names, unsigned n, int *k)
+{
+	struct proto_str s;
+	int rc, i;
+
+	rc = cbr_text(r, &s);
+	if (rc < 0)
+		return rc;
+	i = proto_name_index(s, names, n);
+	if (i < 0)
+		return PROTO_E_BAD_VALUE;
+	*k = i;
+	return 0;
+}
+
+int proto_map_decode(struct cbr *r, const char *const *names, unsigned n, uint32_t allowed,
+	uint32_t required, proto_field_fn fn, void *obj)
+{
+	struct cbr_agg m;
+	struct proto_str key;
+	uint32_t seen = 0;
+	int rc, idx;
+
+	rc = cbr_enter_map(r, &m);
+	if (rc < 0)
+		return rc;
+	while ((rc = cbr_agg_next(r, &m)) > 0) {
+		rc = cbr_key(r, &key);
+		if (rc < 0)
+			return rc;
+		idx = proto_name_index(key, names, n);
+		if (idx < 0 || !(allowed & PROTO_BIT(idx)))
+			rc = cbr_skip(r);
+		else if (seen & PROTO_BIT(idx))
+			rc = PROTO_E_DUP_FIELD;
+		else {
+			seen |= PROTO_BIT(idx);
+			rc = fn(r, obj, (unsigned)idx);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	if (rc < 0)
+		return rc;
+	return (seen & required) == required ? 0 : PROTO_E_MISSING_FIELD;
+}
+
+int proto_list_decode(
+	struct cbr *r, size_t size, proto_elem_fn fn, const void *arg, void **v, size_t *n)
+{
+	struct cbr_agg a, a0;
+	struct cbr r0;
+	uint8_t *out = NULL;
+	size_t count = 0, i = 0;
+	int rc;
+
+	rc = cbr_enter_array(r, &a);
+	if (rc < 0)
+		return rc;
+	if (a.indef) {
+		r0 = *r;
+		a0 = a;
+		while ((rc = cbr_agg_next(r, &a)) > 0) {
+			rc = cbr_skip(r);
+			if (rc < 0)
+				return rc;
+			count++;
+		}
+		if (rc < 0)
+			return rc;
+		*r = r0;
+		a = a0;
+	} else {
+		count = (size_t)a.left; /* cbr_enter_array bounded it by the bytes left */
+	}
+	if (count > 0) {
+		if (count > SIZE_MAX / size)
+			return PROTO_E_NOSPACE;
+		out = proto_arena_alloc(r->arena, count * size);
+		if (!out)
+			return PROTO_E_NOSPACE;
+		memset(out, 0, count * size);
+	}
+	while ((rc = cbr_agg_next(r, &a)) > 0) {
+		rc = fn(r, out + size * i++, arg);
+		if (rc < 0)
+			return rc;
+	}
+	if (rc < 0)
+		return rc;
+	*v = out;
+	*n = count;
+	return 0;
+}
+
+int proto_opt_begin(struct cbr *r, bool *set)
+{
+	int rc = cbr_absent(r);
+
+	if (rc < 0)
+		return rc;
+	*set = rc == 0;
+	return *set;
+}
+
+/* Define <name>(r, o): an Option whose value is read by the typed getter <get>. */
+#define PROTO_OPT_DECODER(name, type, get)                                                         \
+	int name(struct cbr *r, struct type *o)                                                    \
+	{                                                                                          \
+		int rc = proto_opt_begin(r, &o->set);                                              \
+                                                                                                   \
+		return rc > 0 ? get(r, &o->v) : rc;                                                \
+	}
+
+PROTO_OPT_DECODER(proto_opt_u32_decode, proto_opt_u32, cbr_u32)
+PROTO_OPT_DECODER(proto_opt_u64_decode, proto_opt_u64, cbr_u64)
+PROTO_OPT_DECODER(proto_opt_i32_decode, proto_opt_i32, cbr_i32)
+PROTO_OPT_DECODER(proto_opt_i64_decode, proto_opt_i64, cbr_i64)
+PROTO_OPT_DECODER(proto_opt_str_decode, proto_opt_str, cbr_text)

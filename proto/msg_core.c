@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "proto/internal.h"
 #include "proto/msg_core.h"
 
 enum proto_field_kind {
@@ -266,8 +267,6 @@ static int proto_field_encode(struct cbw *w, const struct proto_field *f, const 
 {
 	const void *v = obj + f->off;
 	const struct proto_opt_i32 *oi;
-	const struct proto_opt_str *os;
-	const struct proto_str *s;
 	unsigned int e;
 
 	switch (f->kind) {
@@ -287,22 +286,14 @@ static int proto_field_encode(struct cbw *w, const struct proto_field *f, const 
 		cbw_bool(w, *(const bool *)v);
 		break;
 	case PF_TEXT:
-		s = v;
-		cbw_text(w, s->ptr, s->len);
+		proto_put_str(w, *(const struct proto_str *)v);
 		break;
 	case PF_OPT_I32:
 		oi = v;
-		if (oi->set)
-			cbw_int(w, oi->v);
-		else
-			cbw_null(w);
+		proto_put_opt_int(w, oi->set, oi->v);
 		break;
 	case PF_OPT_TEXT:
-		os = v;
-		if (os->set)
-			cbw_text(w, os->v.ptr, os->v.len);
-		else
-			cbw_null(w);
+		proto_put_opt_str(w, v);
 		break;
 	case PF_STRS:
 		proto_strs_encode(w, *(const struct proto_str *const *)v,
@@ -406,34 +397,13 @@ static void proto_fields_defaults(const struct proto_fields *d, uint8_t *obj)
 	}
 }
 
-/* Enum value of the text at <r> among <f>'s names. */
-static int proto_enum_decode(struct cbr *r, const struct proto_field *f, unsigned int *v)
-{
-	struct proto_str s;
-	unsigned int i;
-	int rc;
-
-	rc = cbr_text(r, &s);
-	if (rc < 0)
-		return rc;
-	for (i = 0; i < f->nnames; i++) {
-		if (proto_str_eq(s, f->names[i])) {
-			*v = i;
-			return 0;
-		}
-	}
-	return PROTO_E_BAD_VALUE;
-}
-
 static int proto_field_decode(
 	struct cbr *r, const struct proto_field *f, uint8_t *obj, struct proto_errinfo *ei)
 {
 	void *v = obj + f->off;
-	struct proto_opt_i32 *oi;
-	struct proto_opt_str *os;
 	struct proto_rlimit *rl;
 	struct proto_str *sv;
-	int rc;
+	int rc, k;
 
 	switch (f->kind) {
 	case PF_U64:
@@ -449,15 +419,9 @@ static int proto_field_decode(
 	case PF_TEXT:
 		return cbr_text(r, v);
 	case PF_OPT_I32:
-		oi = v;
-		rc = cbr_absent(r);
-		oi->set = rc == 0;
-		return rc == 0 ? cbr_i32(r, &oi->v) : rc < 0 ? rc : 0;
+		return proto_opt_i32_decode(r, v);
 	case PF_OPT_TEXT:
-		os = v;
-		rc = cbr_absent(r);
-		os->set = rc == 0;
-		return rc == 0 ? cbr_text(r, &os->v) : rc < 0 ? rc : 0;
+		return proto_opt_str_decode(r, v);
 	case PF_STRS:
 		rc = proto_strs_decode(r, &sv, (size_t *)(obj + f->count_off));
 		if (rc == 0)
@@ -469,7 +433,10 @@ static int proto_field_decode(
 			*(const struct proto_rlimit **)v = rl;
 		return rc;
 	case PF_ENUM:
-		return proto_enum_decode(r, f, v);
+		rc = proto_name_decode(r, f->names, f->nnames, &k);
+		if (rc == 0)
+			*(unsigned int *)v = (unsigned int)k;
+		return rc;
 	case PF_STRUCT:
 		return proto_fields_decode(r, f->sub, v, ei);
 	}

@@ -1,16 +1,17 @@
 /*
  * proto/msg_fs.c - FsRequest / FsResponse payload codec (spec 3.3).
  *
- * Structs are decoded by one table-driven loop (fs_map_decode): a struct's
- * keys are listed in a names table whose order is also the order the
- * encoder writes them in; a bit per key catches duplicates and missing
- * required fields.  FsOp variants share one table of all 14 field names;
+ * Structs are decoded by the table-driven loop of proto/internal.h
+ * (proto_map_decode): a struct's keys are listed in a names table whose
+ * order is also the order the encoder writes them in; a bit per key catches
+ * duplicates and missing required fields.  FsOp variants share one table of all 14 field names;
  * each variant allows (and, except Option fields, requires) a subset.
  */
 #include <stdint.h>
 #include <string.h>
 
 #include "proto/error.h"
+#include "proto/internal.h"
 #include "proto/msg_fs.h"
 
 const char *const proto_fs_op_names[PROTO_FS_OP_COUNT] = {
@@ -86,10 +87,8 @@ static const char *const fs_field_names[F_COUNT] = {
 	[F_LIMIT] = "limit",
 };
 
-#define FS_BIT(f) (1u << (f))
-
 /* The Option fields: null or missing is None, never a missing field. */
-#define FS_OPTIONAL (FS_BIT(F_MODE) | FS_BIT(F_LEN) | FS_BIT(F_LIMIT))
+#define FS_OPTIONAL (PROTO_BIT(F_MODE) | PROTO_BIT(F_LEN) | PROTO_BIT(F_LIMIT))
 
 /* Fields of one FsOp variant, in serialization order. */
 struct fs_op_desc {
@@ -145,61 +144,7 @@ static const char *const fs_entry_keys[] = {
 
 static const char *const fs_response_keys[] = {"ok", "error", "data"};
 
-#define FS_NKEYS(t) ((unsigned)(sizeof(t) / sizeof((t)[0])))
-#define FS_ALL(n) ((uint32_t)((1ull << (n)) - 1))
-
-/* ---- helpers shared by the decoders ---- */
-
-/* Index of <s> in <names> (<n> entries), or -1. */
-static int fs_lookup(struct proto_str s, const char *const *names, unsigned n)
-{
-	unsigned i;
-
-	for (i = 0; i < n; i++)
-		if (proto_str_eq(s, names[i]))
-			return (int)i;
-	return -1;
-}
-
-typedef int (*fs_field_fn)(struct cbr *r, void *obj, unsigned field);
-
-/*
- * Decode the map at <r>: a key found in <names> (<n> <= 32 entries) whose
- * bit is in <allowed> goes to <fn> with its index; other keys are skipped.
- * Returns 0, PROTO_E_DUP_FIELD, PROTO_E_MISSING_FIELD when a bit of
- * <required> was not seen, or the first error of the reader or <fn>.
- */
-static int fs_map_decode(struct cbr *r, const char *const *names, unsigned n, uint32_t allowed,
-	uint32_t required, fs_field_fn fn, void *obj)
-{
-	struct cbr_agg m;
-	struct proto_str key;
-	uint32_t seen = 0;
-	int rc, idx;
-
-	rc = cbr_enter_map(r, &m);
-	if (rc < 0)
-		return rc;
-	while ((rc = cbr_agg_next(r, &m)) > 0) {
-		rc = cbr_key(r, &key);
-		if (rc < 0)
-			return rc;
-		idx = fs_lookup(key, names, n);
-		if (idx < 0 || !(allowed & FS_BIT(idx)))
-			rc = cbr_skip(r);
-		else if (seen & FS_BIT(idx))
-			rc = PROTO_E_DUP_FIELD;
-		else {
-			seen |= FS_BIT(idx);
-			rc = fn(r, obj, (unsigned)idx);
-		}
-		if (rc < 0)
-			return rc;
-	}
-	if (rc < 0)
-		return rc;
-	return (seen & required) == required ? 0 : PROTO_E_MISSING_FIELD;
-}
+/* ---- externally tagged variants ---- */
 
 /*
  * Enter the one-entry map wrapping an externally tagged variant and read
@@ -212,16 +157,9 @@ static int fs_variant_enter(struct cbr *r, struct cbr_agg *v, struct proto_str *
 	struct cbr_item it;
 	int rc;
 
-	for (;;) {
-		rc = cbr_peek(r, &it);
-		if (rc < 0)
-			return rc;
-		if (it.kind != CBR_TAG)
-			break;
-		rc = cbr_next(r, &it);
-		if (rc < 0)
-			return rc;
-	}
+	rc = cbr_peek_untagged(r, &it);
+	if (rc < 0)
+		return rc;
 	if (it.kind != CBR_MAP || it.u != 1)
 		return PROTO_E_WRONG_TYPE;
 	rc = cbr_enter_map(r, v);
@@ -241,94 +179,23 @@ static int fs_variant_leave(struct cbr *r, struct cbr_agg *v)
 	return rc < 0 ? rc : 0;
 }
 
-static int fs_opt_u32(struct cbr *r, struct proto_opt_u32 *o)
-{
-	int rc = cbr_absent(r);
-
-	if (rc < 0)
-		return rc;
-	o->set = rc == 0;
-	return o->set ? cbr_u32(r, &o->v) : 0;
-}
-
-static int fs_opt_u64(struct cbr *r, struct proto_opt_u64 *o)
-{
-	int rc = cbr_absent(r);
-
-	if (rc < 0)
-		return rc;
-	o->set = rc == 0;
-	return o->set ? cbr_u64(r, &o->v) : 0;
-}
-
-static int fs_opt_i64(struct cbr *r, struct proto_opt_i64 *o)
-{
-	int rc = cbr_absent(r);
-
-	if (rc < 0)
-		return rc;
-	o->set = rc == 0;
-	return o->set ? cbr_i64(r, &o->v) : 0;
-}
-
-static int fs_opt_str(struct cbr *r, struct proto_opt_str *o)
-{
-	int rc = cbr_absent(r);
-
-	if (rc < 0)
-		return rc;
-	o->set = rc == 0;
-	return o->set ? cbr_text(r, &o->v) : 0;
-}
-
-/* ---- helpers shared by the encoders ---- */
-
-static void fs_put_str(struct cbw *w, struct proto_str s)
-{
-	cbw_text(w, s.ptr, s.len);
-}
-
-static void fs_put_opt_u32(struct cbw *w, const struct proto_opt_u32 *o)
-{
-	if (o->set)
-		cbw_uint(w, o->v);
-	else
-		cbw_null(w);
-}
-
-static void fs_put_opt_u64(struct cbw *w, const struct proto_opt_u64 *o)
-{
-	if (o->set)
-		cbw_uint(w, o->v);
-	else
-		cbw_null(w);
-}
-
-static void fs_put_opt_i64(struct cbw *w, const struct proto_opt_i64 *o)
-{
-	if (o->set)
-		cbw_int(w, o->v);
-	else
-		cbw_null(w);
-}
-
 /* ---- FsSetAttrs, FsOpenOptions ---- */
 
 static void fs_setattrs_encode(struct cbw *w, const struct proto_fs_setattrs *a)
 {
 	cbw_map(w, 6);
 	cbw_key(w, "mode");
-	fs_put_opt_u32(w, &a->mode);
+	proto_put_opt_uint(w, a->mode.set, a->mode.v);
 	cbw_key(w, "uid");
-	fs_put_opt_u32(w, &a->uid);
+	proto_put_opt_uint(w, a->uid.set, a->uid.v);
 	cbw_key(w, "gid");
-	fs_put_opt_u32(w, &a->gid);
+	proto_put_opt_uint(w, a->gid.set, a->gid.v);
 	cbw_key(w, "size");
-	fs_put_opt_u64(w, &a->size);
+	proto_put_opt_uint(w, a->size.set, a->size.v);
 	cbw_key(w, "atime");
-	fs_put_opt_i64(w, &a->atime);
+	proto_put_opt_int(w, a->atime.set, a->atime.v);
 	cbw_key(w, "mtime");
-	fs_put_opt_i64(w, &a->mtime);
+	proto_put_opt_int(w, a->mtime.set, a->mtime.v);
 }
 
 static int fs_setattrs_field(struct cbr *r, void *obj, unsigned field)
@@ -337,25 +204,25 @@ static int fs_setattrs_field(struct cbr *r, void *obj, unsigned field)
 
 	switch (field) {
 	case 0:
-		return fs_opt_u32(r, &a->mode);
+		return proto_opt_u32_decode(r, &a->mode);
 	case 1:
-		return fs_opt_u32(r, &a->uid);
+		return proto_opt_u32_decode(r, &a->uid);
 	case 2:
-		return fs_opt_u32(r, &a->gid);
+		return proto_opt_u32_decode(r, &a->gid);
 	case 3:
-		return fs_opt_u64(r, &a->size);
+		return proto_opt_u64_decode(r, &a->size);
 	case 4:
-		return fs_opt_i64(r, &a->atime);
+		return proto_opt_i64_decode(r, &a->atime);
 	default:
-		return fs_opt_i64(r, &a->mtime);
+		return proto_opt_i64_decode(r, &a->mtime);
 	}
 }
 
 static int fs_setattrs_decode(struct cbr *r, struct proto_fs_setattrs *a)
 {
-	unsigned n = FS_NKEYS(fs_setattrs_keys);
+	unsigned n = PROTO_NKEYS(fs_setattrs_keys);
 
-	return fs_map_decode(r, fs_setattrs_keys, n, FS_ALL(n), 0, fs_setattrs_field, a);
+	return proto_map_decode(r, fs_setattrs_keys, n, PROTO_ALL(n), 0, fs_setattrs_field, a);
 }
 
 static void fs_options_encode(struct cbw *w, const struct proto_fs_open_options *o)
@@ -374,7 +241,7 @@ static void fs_options_encode(struct cbw *w, const struct proto_fs_open_options 
 	cbw_key(w, "create_new");
 	cbw_bool(w, o->create_new);
 	cbw_key(w, "mode");
-	fs_put_opt_u32(w, &o->mode);
+	proto_put_opt_uint(w, o->mode.set, o->mode.v);
 }
 
 static int fs_options_field(struct cbr *r, void *obj, unsigned field)
@@ -391,15 +258,16 @@ static int fs_options_field(struct cbr *r, void *obj, unsigned field)
 
 	if (field < 6)
 		return cbr_bool(r, flags[field]);
-	return fs_opt_u32(r, &o->mode);
+	return proto_opt_u32_decode(r, &o->mode);
 }
 
 static int fs_options_decode(struct cbr *r, struct proto_fs_open_options *o)
 {
-	unsigned n = FS_NKEYS(fs_options_keys);
+	unsigned n = PROTO_NKEYS(fs_options_keys);
 
 	/* the six bools are required, mode (last) is an Option */
-	return fs_map_decode(r, fs_options_keys, n, FS_ALL(n), FS_ALL(6), fs_options_field, o);
+	return proto_map_decode(
+		r, fs_options_keys, n, PROTO_ALL(n), PROTO_ALL(6), fs_options_field, o);
 }
 
 /* ---- FsRequest ---- */
@@ -408,7 +276,7 @@ static void fs_op_field_encode(struct cbw *w, const struct proto_fs_request *m, 
 {
 	switch (field) {
 	case F_PATH:
-		fs_put_str(w, m->path);
+		proto_put_str(w, m->path);
 		break;
 	case F_FOLLOW_SYMLINK:
 		cbw_bool(w, m->follow_symlink);
@@ -417,22 +285,22 @@ static void fs_op_field_encode(struct cbw *w, const struct proto_fs_request *m, 
 		fs_setattrs_encode(w, &m->attrs);
 		break;
 	case F_TARGET:
-		fs_put_str(w, m->target);
+		proto_put_str(w, m->target);
 		break;
 	case F_LINK_PATH:
-		fs_put_str(w, m->link_path);
+		proto_put_str(w, m->link_path);
 		break;
 	case F_MODE:
-		fs_put_opt_u32(w, &m->mode);
+		proto_put_opt_uint(w, m->mode.set, m->mode.v);
 		break;
 	case F_RECURSIVE:
 		cbw_bool(w, m->recursive);
 		break;
 	case F_SRC:
-		fs_put_str(w, m->src);
+		proto_put_str(w, m->src);
 		break;
 	case F_DST:
-		fs_put_str(w, m->dst);
+		proto_put_str(w, m->dst);
 		break;
 	case F_OPTIONS:
 		fs_options_encode(w, &m->options);
@@ -444,10 +312,10 @@ static void fs_op_field_encode(struct cbw *w, const struct proto_fs_request *m, 
 		cbw_uint(w, m->offset);
 		break;
 	case F_LEN:
-		fs_put_opt_u64(w, &m->len);
+		proto_put_opt_uint(w, m->len.set, m->len.v);
 		break;
 	default: /* F_LIMIT */
-		fs_put_opt_u32(w, &m->limit);
+		proto_put_opt_uint(w, m->limit.set, m->limit.v);
 		break;
 	}
 }
@@ -488,7 +356,7 @@ static int fs_op_field_decode(struct cbr *r, void *obj, unsigned field)
 	case F_LINK_PATH:
 		return cbr_text(r, &m->link_path);
 	case F_MODE:
-		return fs_opt_u32(r, &m->mode);
+		return proto_opt_u32_decode(r, &m->mode);
 	case F_RECURSIVE:
 		return cbr_bool(r, &m->recursive);
 	case F_SRC:
@@ -502,9 +370,9 @@ static int fs_op_field_decode(struct cbr *r, void *obj, unsigned field)
 	case F_OFFSET:
 		return cbr_u64(r, &m->offset);
 	case F_LEN:
-		return fs_opt_u64(r, &m->len);
+		return proto_opt_u64_decode(r, &m->len);
 	default: /* F_LIMIT */
-		return fs_opt_u32(r, &m->limit);
+		return proto_opt_u32_decode(r, &m->limit);
 	}
 }
 
@@ -521,14 +389,14 @@ static int fs_op_decode(struct cbr *r, struct proto_fs_request *m)
 	rc = fs_variant_enter(r, &v, &name);
 	if (rc < 0)
 		return rc;
-	k = fs_lookup(name, proto_fs_op_names, PROTO_FS_OP_COUNT);
+	k = proto_name_index(name, proto_fs_op_names, PROTO_FS_OP_COUNT);
 	if (k < 0)
 		return PROTO_E_BAD_VALUE;
 	m->kind = (enum proto_fs_op_kind)k;
 	d = &fs_ops[k];
 	for (i = 0; i < d->nfields; i++)
-		mask |= FS_BIT(d->field[i]);
-	rc = fs_map_decode(
+		mask |= PROTO_BIT(d->field[i]);
+	rc = proto_map_decode(
 		r, fs_field_names, F_COUNT, mask, mask & ~FS_OPTIONAL, fs_op_field_decode, m);
 	if (rc < 0)
 		return rc;
@@ -546,7 +414,7 @@ int proto_fs_request_decode(struct cbr *r, struct proto_fs_request *m)
 	static const char *const keys[] = {"op"};
 
 	memset(m, 0, sizeof(*m));
-	return fs_map_decode(r, keys, 1, 1, 1, fs_request_field, m);
+	return proto_map_decode(r, keys, 1, 1, 1, fs_request_field, m);
 }
 
 /* ---- FsEntryInfo ---- */
@@ -557,7 +425,7 @@ static int fs_entry_encode(struct cbw *w, const struct proto_fs_entry *e)
 		return PROTO_E_BAD_VALUE;
 	cbw_map(w, 9);
 	cbw_key(w, "path");
-	fs_put_str(w, e->path);
+	proto_put_str(w, e->path);
 	cbw_key(w, "kind");
 	cbw_cstr(w, proto_fs_kind_names[e->kind]);
 	cbw_key(w, "size");
@@ -565,15 +433,15 @@ static int fs_entry_encode(struct cbw *w, const struct proto_fs_entry *e)
 	cbw_key(w, "mode");
 	cbw_uint(w, e->mode);
 	cbw_key(w, "modified");
-	fs_put_opt_i64(w, &e->modified);
+	proto_put_opt_int(w, e->modified.set, e->modified.v);
 	cbw_key(w, "uid");
 	cbw_uint(w, e->uid);
 	cbw_key(w, "gid");
 	cbw_uint(w, e->gid);
 	cbw_key(w, "atime");
-	fs_put_opt_i64(w, &e->atime);
+	proto_put_opt_int(w, e->atime.set, e->atime.v);
 	cbw_key(w, "mtime");
-	fs_put_opt_i64(w, &e->mtime);
+	proto_put_opt_int(w, e->mtime.set, e->mtime.v);
 	return 0;
 }
 
@@ -594,7 +462,7 @@ static int fs_entry_field(struct cbr *r, void *obj, unsigned field)
 		rc = cbr_text(r, &kind);
 		if (rc < 0)
 			return rc;
-		k = fs_lookup(kind, proto_fs_kind_names, PROTO_FS_KIND_COUNT);
+		k = proto_name_index(kind, proto_fs_kind_names, PROTO_FS_KIND_COUNT);
 		e->kind = k < 0 ? PROTO_FS_KIND_OTHER : (enum proto_fs_kind)k;
 		return 0;
 	case 2:
@@ -602,76 +470,31 @@ static int fs_entry_field(struct cbr *r, void *obj, unsigned field)
 	case 3:
 		return cbr_u32(r, &e->mode);
 	case 4:
-		return fs_opt_i64(r, &e->modified);
+		return proto_opt_i64_decode(r, &e->modified);
 	case 5:
 		return cbr_u32(r, &e->uid);
 	case 6:
 		return cbr_u32(r, &e->gid);
 	case 7:
-		return fs_opt_i64(r, &e->atime);
+		return proto_opt_i64_decode(r, &e->atime);
 	default:
-		return fs_opt_i64(r, &e->mtime);
+		return proto_opt_i64_decode(r, &e->mtime);
 	}
 }
 
 static int fs_entry_decode(struct cbr *r, struct proto_fs_entry *e)
 {
 	/* required: path kind size mode uid gid (bits 0-3, 5, 6) */
-	const uint32_t required = FS_ALL(4) | FS_BIT(5) | FS_BIT(6);
-	unsigned n = FS_NKEYS(fs_entry_keys);
+	const uint32_t required = PROTO_ALL(4) | PROTO_BIT(5) | PROTO_BIT(6);
+	unsigned n = PROTO_NKEYS(fs_entry_keys);
 
-	return fs_map_decode(r, fs_entry_keys, n, FS_ALL(n), required, fs_entry_field, e);
+	return proto_map_decode(r, fs_entry_keys, n, PROTO_ALL(n), required, fs_entry_field, e);
 }
 
-/*
- * Decode an array of FsEntryInfo into r->arena.  A definite array's count
- * comes from its head (the reader refuses a count larger than the bytes
- * left, so a hostile head allocates nothing); an indefinite array is
- * counted by a skipping pass first, so the entries land in one block.
- */
-static int fs_entries_decode(struct cbr *r, struct proto_fs_entry **out, size_t *count)
+/* One FsEntryInfo of a List into <elem>. */
+static int fs_entry_elem(struct cbr *r, void *elem, const void *arg)
 {
-	struct proto_fs_entry *v = NULL;
-	struct cbr_agg a, a0;
-	struct cbr r0;
-	size_t n = 0, i = 0;
-	int rc;
-
-	rc = cbr_enter_array(r, &a);
-	if (rc < 0)
-		return rc;
-	if (a.indef) {
-		r0 = *r;
-		a0 = a;
-		while ((rc = cbr_agg_next(r, &a)) > 0) {
-			rc = cbr_skip(r);
-			if (rc < 0)
-				return rc;
-			n++;
-		}
-		if (rc < 0)
-			return rc;
-		*r = r0;
-		a = a0;
-	} else {
-		n = (size_t)a.left; /* cbr_enter_array bounded it by the bytes left */
-	}
-	if (n) {
-		v = r->arena ? proto_arena_alloc(r->arena, n * sizeof(*v)) : NULL;
-		if (!v)
-			return PROTO_E_NOSPACE;
-		memset(v, 0, n * sizeof(*v));
-	}
-	while ((rc = cbr_agg_next(r, &a)) > 0) {
-		rc = fs_entry_decode(r, &v[i++]);
-		if (rc < 0)
-			return rc;
-	}
-	if (rc < 0)
-		return rc;
-	*out = v;
-	*count = n;
-	return 0;
+	return fs_entry_decode(r, elem);
 }
 
 /* ---- FsResponse ---- */
@@ -702,7 +525,7 @@ static int fs_data_encode(struct cbw *w, const struct proto_fs_data *d)
 		cbw_uint(w, d->handle);
 		break;
 	default: /* PROTO_FS_DATA_PATH */
-		fs_put_str(w, d->path);
+		proto_put_str(w, d->path);
 		break;
 	}
 	return rc;
@@ -716,10 +539,7 @@ int proto_fs_response_encode(struct cbw *w, const struct proto_fs_response *m)
 	cbw_key(w, "ok");
 	cbw_bool(w, m->ok);
 	cbw_key(w, "error");
-	if (m->error.set)
-		fs_put_str(w, m->error.v);
-	else
-		cbw_null(w);
+	proto_put_opt_str(w, &m->error);
 	cbw_key(w, "data");
 	rc = fs_data_encode(w, &m->data);
 	return rc < 0 ? rc : w->err;
@@ -728,17 +548,18 @@ int proto_fs_response_encode(struct cbw *w, const struct proto_fs_response *m)
 /* FsResponseData or null: {"Stat": {...}}, {"List": [...]}, {"Handle": n}, {"Path": s}. */
 static int fs_data_decode(struct cbr *r, struct proto_fs_data *d)
 {
-	struct cbr_agg v;
 	struct proto_str name;
+	struct cbr_agg agg;
+	void *v;
 	int rc, k;
 
 	rc = cbr_absent(r);
 	if (rc != 0)
 		return rc < 0 ? rc : 0; /* null: kind stays NONE */
-	rc = fs_variant_enter(r, &v, &name);
+	rc = fs_variant_enter(r, &agg, &name);
 	if (rc < 0)
 		return rc;
-	k = fs_lookup(name, fs_data_names, PROTO_FS_DATA_COUNT - 1);
+	k = proto_name_index(name, fs_data_names, PROTO_FS_DATA_COUNT - 1);
 	if (k < 0)
 		return PROTO_E_BAD_VALUE;
 	d->kind = (enum proto_fs_data_kind)(k + 1);
@@ -747,7 +568,10 @@ static int fs_data_decode(struct cbr *r, struct proto_fs_data *d)
 		rc = fs_entry_decode(r, &d->stat);
 		break;
 	case PROTO_FS_DATA_LIST:
-		rc = fs_entries_decode(r, &d->list.entries, &d->list.count);
+		rc = proto_list_decode(
+			r, sizeof(*d->list.entries), fs_entry_elem, NULL, &v, &d->list.count);
+		if (rc == 0)
+			d->list.entries = v;
 		break;
 	case PROTO_FS_DATA_HANDLE:
 		rc = cbr_u64(r, &d->handle);
@@ -758,7 +582,7 @@ static int fs_data_decode(struct cbr *r, struct proto_fs_data *d)
 	}
 	if (rc < 0)
 		return rc;
-	return fs_variant_leave(r, &v);
+	return fs_variant_leave(r, &agg);
 }
 
 static int fs_response_field(struct cbr *r, void *obj, unsigned field)
@@ -769,7 +593,7 @@ static int fs_response_field(struct cbr *r, void *obj, unsigned field)
 	case 0:
 		return cbr_bool(r, &m->ok);
 	case 1:
-		return fs_opt_str(r, &m->error);
+		return proto_opt_str_decode(r, &m->error);
 	default:
 		return fs_data_decode(r, &m->data);
 	}
@@ -779,7 +603,7 @@ int proto_fs_response_decode(struct cbr *r, struct proto_fs_response *m)
 {
 	memset(m, 0, sizeof(*m));
 	/* only "ok" is required: error and data are Options */
-	return fs_map_decode(r, fs_response_keys, 3, FS_ALL(3), 1, fs_response_field, m);
+	return proto_map_decode(r, fs_response_keys, 3, PROTO_ALL(3), 1, fs_response_field, m);
 }
 
 /* ---- sizes ---- */
@@ -802,7 +626,7 @@ size_t proto_fs_entry_encoded_size(const struct proto_fs_entry *e)
 	size_t n = 1; /* a9: map of 9 */
 	unsigned i;
 
-	for (i = 0; i < FS_NKEYS(fs_entry_keys); i++)
+	for (i = 0; i < PROTO_NKEYS(fs_entry_keys); i++)
 		n += fs_text_size(strlen(fs_entry_keys[i]));
 	n += fs_text_size(e->path.len);
 	n += fs_text_size(strlen(proto_fs_kind_names[e->kind]));

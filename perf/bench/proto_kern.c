@@ -7,65 +7,10 @@
 
 #include <cbor.h>
 
+#include "perf/bench/alloc_count.h"
 #include "perf/bench/proto_kern.h"
 #include "proto/msg.h"
 #include "ring/chunk.h"
-
-/* Allocations of this thread; thread-local, so no atomics are needed. */
-static _Thread_local long proto_kern_nallocs;
-
-#ifdef SW_SANITIZER_BUILD
-/* From the sanitizer runtime (gcc ships no allocator_interface.h). */
-int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
-	void (*free_hook)(const volatile void *));
-
-static void proto_kern_malloc_hook(const volatile void *p, size_t n)
-{
-	proto_kern_nallocs++;
-}
-
-static void proto_kern_free_hook(const volatile void *p)
-{
-}
-
-static void proto_kern_count_init(void)
-{
-	__sanitizer_install_malloc_and_free_hooks(proto_kern_malloc_hook, proto_kern_free_hook);
-}
-#else
-/* glibc's own allocator entry points, which the definitions below forward to. */
-void *__libc_malloc(size_t n);
-void *__libc_calloc(size_t n, size_t size);
-void *__libc_realloc(void *p, size_t n);
-void __libc_free(void *p);
-
-void *malloc(size_t n)
-{
-	proto_kern_nallocs++;
-	return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t size)
-{
-	proto_kern_nallocs++;
-	return __libc_calloc(n, size);
-}
-
-void *realloc(void *p, size_t n)
-{
-	proto_kern_nallocs++;
-	return __libc_realloc(p, n);
-}
-
-void free(void *p)
-{
-	__libc_free(p);
-}
-
-static void proto_kern_count_init(void)
-{
-}
-#endif
 
 #define PROTO_KERN_ID 0x02000001u /* a relay slot-1 id, as a client would use */
 
@@ -87,7 +32,7 @@ struct proto_kern {
 
 long proto_kern_allocs(void)
 {
-	return proto_kern_nallocs;
+	return alloc_count();
 }
 
 void proto_kern_free(struct proto_kern *k)
@@ -108,7 +53,7 @@ struct proto_kern *proto_kern_new(size_t data_len)
 	size_t i;
 	long n;
 
-	proto_kern_count_init();
+	alloc_count_init();
 	if (!k)
 		return NULL;
 	k->data_len = data_len;

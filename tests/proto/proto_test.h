@@ -1,7 +1,9 @@
 /*
  * tests/proto/proto_test.h - helpers shared by the proto tests: the spec's
- * vector file and builders of hand-made frames.  Everything is static
- * inline so each test file takes only what it uses.
+ * vector file, builders of hand-made frames and payloads, comparisons, and
+ * the round-trip / truncation / capacity checks of a payload codec
+ * (PROTO_TEST_CODEC).  Everything is static inline so each test file takes
+ * only what it uses.
  *
  * Vector file format (tests/vectors/vectors-gen7.txt):
  *   ### V21 core.exec.exited  id=1  flags=0x01  (comment)
@@ -20,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/cbor_rd.h"
 #include "proto/cbor_wr.h"
+#include "proto/error.h"
 #include "proto/frame.h"
 
 #define VEC_MAX 64
@@ -98,8 +102,12 @@ static inline struct vec_set *vec_load(void)
 			}
 		} else if (cur && strncmp(line, "p (", 3) == 0) {
 			cur->p_len = vec_hex(strstr(line, "): ") + 3, cur->p, VEC_BYTES);
+			cr_assert_eq(
+				cur->p_len, strtoul(line + 3, NULL, 10), "%s: p length", cur->name);
 		} else if (cur && strncmp(line, "frame (", 7) == 0) {
 			cur->frame_len = vec_hex(strstr(line, "): ") + 3, cur->frame, VEC_BYTES);
+			cr_assert_eq(cur->frame_len, strtoul(line + 7, NULL, 10),
+				"%s: frame length", cur->name);
 		} else if (cur && cur->name[0] == 'H' && line[0] >= '0' && line[0] <= 'f') {
 			cur->frame_len = vec_hex(line, cur->frame, VEC_BYTES);
 		}
@@ -118,6 +126,18 @@ static inline const struct vec *vec_find(const struct vec_set *vs, const char *n
 	}
 	cr_assert_fail("vector %s not found", name);
 	return NULL;
+}
+
+/* Payload ("p") of vector <name> copied to <out> (<cap> bytes); returns its size (> 0). */
+static inline size_t vec_payload(const char *name, uint8_t *out, size_t cap)
+{
+	struct vec_set *vs = vec_load();
+	size_t n = vec_find(vs, name)->p_len;
+
+	cr_assert(n > 0 && n <= cap, "vector %s: %zu payload bytes, room for %zu", name, n, cap);
+	memcpy(out, vec_find(vs, name)->p, n);
+	free(vs);
+	return n;
 }
 
 /*
@@ -160,12 +180,154 @@ static inline struct proto_frame tparse(const uint8_t *buf, size_t len)
 	return f;
 }
 
-/* String literal as a struct proto_str. */
-#define S(lit) ((struct proto_str){(lit), sizeof(lit) - 1})
+/* Finish a hand-written payload: its length, asserting the writer had room. */
+static inline size_t wr_done(struct cbw *w)
+{
+	long n = cbw_finish(w);
+
+	cr_assert(n > 0);
+	return (size_t)n;
+}
+
+/* Start a hand-written payload {<key>: ...} in <w> over <buf>; the value is written next. */
+static inline void wr_begin(struct cbw *w, uint8_t *buf, size_t cap, const char *key)
+{
+	cbw_init(w, buf, cap);
+	cbw_map(w, 1);
+	cbw_key(w, key);
+}
+
+/* String literal as a struct proto_str: LIT in static initializers, S elsewhere. */
+#define LIT(lit)                                                                                   \
+	{                                                                                          \
+		(lit), sizeof(lit) - 1                                                             \
+	}
+#define S(lit) ((struct proto_str)LIT(lit))
+
+static inline bool str_same(struct proto_str a, struct proto_str b)
+{
+	return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/* Two Option values (any proto_opt_*) are equal: both unset, or both set to the same value. */
+#define OPT_EQ(a, b) ((a).set == (b).set && (!(a).set || (a).v == (b).v))
 
 /* Compare a proto_str with a literal. */
 #define cr_assert_str_is(s, lit)                                                                   \
 	cr_assert((s).len == sizeof(lit) - 1 && memcmp((s).ptr, (lit), (s).len) == 0,              \
 		"expected \"%s\", got \"%.*s\"", (lit), (int)(s).len, (s).ptr)
+
+/* Encoder output <got> (<gn> bytes, or a negative error) must be <want>; hex dump if not. */
+static inline void assert_bytes(
+	const uint8_t *got, long gn, const uint8_t *want, size_t wn, const char *what)
+{
+	long i;
+
+	cr_assert(gn >= 0, "%s: encode failed: %s", what, proto_strerror((int)gn));
+	if ((size_t)gn == wn && memcmp(got, want, wn) == 0)
+		return;
+	fprintf(stderr, "%s\n got: ", what);
+	for (i = 0; i < gn; i++)
+		fprintf(stderr, "%02x", got[i]);
+	fprintf(stderr, "\nwant: ");
+	for (i = 0; i < (long)wn; i++)
+		fprintf(stderr, "%02x", want[i]);
+	fprintf(stderr, "\n");
+	cr_assert_fail("%s: encoding differs (%ld vs %zu bytes)", what, gn, wn);
+}
+
+/* A fresh decode arena of 1 MiB (one per test file). */
+static inline struct proto_arena *test_arena(void)
+{
+	static uint8_t mem[1u << 20];
+	static struct proto_arena a;
+
+	proto_arena_init(&a, mem, sizeof(mem));
+	return &a;
+}
+
+/*
+ * The test wrappers and checks of one payload codec: <enc> and <dec> of
+ * payload <type>, compared by <eq>(got, want).  Defines, for <name>:
+ *   long <name>_encode(m, buf, cap): the encoded size, or the error;
+ *   int <name>_decode_arena(p, n, m, a): decode with arena <a> (may be NULL);
+ *   int <name>_decode(p, n, m): decode with a fresh test_arena();
+ *   <name>_check_both_ways(m, want, n, what): <m> encodes to <want>, <want>
+ *     decodes to <m>, and that re-encodes to <want>;
+ *   <name>_check_vector(id, m): the same against the payload of vector <id>;
+ *   <name>_check_truncation(p, n): every cut of <p> is PROTO_E_TRUNCATED,
+ *     the whole decodes;
+ *   <name>_check_nospace(m): every capacity short of <m>'s encoding is
+ *     PROTO_E_NOSPACE.
+ */
+#define PROTO_TEST_CODEC(name, type, enc, dec, eq)                                                 \
+	static inline long name##_encode(const type *m, uint8_t *buf, size_t cap)                  \
+	{                                                                                          \
+		struct cbw w;                                                                      \
+		int rc;                                                                            \
+                                                                                                   \
+		cbw_init(&w, buf, cap);                                                            \
+		rc = enc(&w, m);                                                                   \
+		return rc < 0 ? rc : cbw_finish(&w);                                               \
+	}                                                                                          \
+                                                                                                   \
+	static inline int name##_decode_arena(                                                     \
+		const uint8_t *p, size_t n, type *m, struct proto_arena *a)                        \
+	{                                                                                          \
+		struct cbr r;                                                                      \
+                                                                                                   \
+		cbr_init(&r, p, n, a);                                                             \
+		return dec(&r, m);                                                                 \
+	}                                                                                          \
+                                                                                                   \
+	static inline int name##_decode(const uint8_t *p, size_t n, type *m)                       \
+	{                                                                                          \
+		return name##_decode_arena(p, n, m, test_arena());                                 \
+	}                                                                                          \
+                                                                                                   \
+	static inline void name##_check_both_ways(                                                 \
+		const type *m, const uint8_t *want, size_t n, const char *what)                    \
+	{                                                                                          \
+		static uint8_t got[65536];                                                         \
+		type d;                                                                            \
+                                                                                                   \
+		assert_bytes(got, name##_encode(m, got, sizeof(got)), want, n, what);              \
+		cr_assert_eq(name##_decode(want, n, &d), 0, "%s: decode", what);                   \
+		eq(&d, m);                                                                         \
+		assert_bytes(got, name##_encode(&d, got, sizeof(got)), want, n, what);             \
+	}                                                                                          \
+                                                                                                   \
+	static inline void name##_check_vector(const char *id, const type *m)                      \
+	{                                                                                          \
+		static uint8_t want[4096];                                                         \
+                                                                                                   \
+		name##_check_both_ways(m, want, vec_payload(id, want, sizeof(want)), id);          \
+	}                                                                                          \
+                                                                                                   \
+	static inline void name##_check_truncation(const uint8_t *p, size_t n)                     \
+	{                                                                                          \
+		type d;                                                                            \
+		size_t len;                                                                        \
+		int rc;                                                                            \
+                                                                                                   \
+		for (len = 0; len < n; len++) {                                                    \
+			rc = name##_decode(p, len, &d);                                            \
+			cr_assert_eq(rc, PROTO_E_TRUNCATED, "cut at %zu of %zu: %d", len, n, rc);  \
+		}                                                                                  \
+		cr_assert_eq(name##_decode(p, n, &d), 0);                                          \
+	}                                                                                          \
+                                                                                                   \
+	static inline void name##_check_nospace(const type *m)                                     \
+	{                                                                                          \
+		static uint8_t buf[65536];                                                         \
+		long full = name##_encode(m, buf, sizeof(buf)), n;                                 \
+		size_t cap;                                                                        \
+                                                                                                   \
+		cr_assert(full > 0);                                                               \
+		for (cap = 0; cap < (size_t)full; cap++) {                                         \
+			n = name##_encode(m, buf, cap);                                            \
+			cr_assert_eq(n, PROTO_E_NOSPACE, "cap %zu: %ld", cap, n);                  \
+		}                                                                                  \
+	}
 
 #endif /* SW_TESTS_PROTO_TEST_H */

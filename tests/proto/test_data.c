@@ -3,11 +3,10 @@
  * a chunk's headroom, byte-identical to the vectors, and decoding with no
  * heap allocation.
  *
- * Allocation counting: in normal builds this file defines malloc, calloc,
- * realloc and free, forwarding to glibc's __libc_* functions, so every heap
- * allocation of the process (libcbor's included) is counted while
- * <counting> is set.  Sanitizer builds own malloc, so there the count comes
- * from the sanitizer's allocation hook instead.
+ * Allocation counting: perf/bench/alloc_count.h (shared with the codec
+ * benchmarks) counts every heap allocation of the test's thread, libcbor's
+ * included: in normal builds it defines malloc, calloc, realloc and free,
+ * in sanitizer builds it installs the sanitizer's allocation hook.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -15,76 +14,18 @@
 
 #include <cbor.h>
 
+#include "perf/bench/alloc_count.h"
 #include "proto/data.h"
 #include "proto/msg.h"
 #include "ring/chunk.h"
 #include "tests/proto/proto_test.h"
-
-static volatile int counting; /* count allocations while set */
-static volatile long allocs;  /* allocations counted */
-
-#ifdef SW_SANITIZER_BUILD
-/* From the sanitizer runtime (gcc ships no allocator_interface.h). */
-int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
-	void (*free_hook)(const volatile void *));
-
-static void count_malloc_hook(const volatile void *p, size_t n)
-{
-	if (counting)
-		allocs++;
-}
-
-static void count_free_hook(const volatile void *p)
-{
-}
-
-static void count_init(void)
-{
-	__sanitizer_install_malloc_and_free_hooks(count_malloc_hook, count_free_hook);
-}
-#else
-void *__libc_malloc(size_t n);
-void *__libc_calloc(size_t n, size_t size);
-void *__libc_realloc(void *p, size_t n);
-void __libc_free(void *p);
-
-void *malloc(size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t size)
-{
-	if (counting)
-		allocs++;
-	return __libc_calloc(n, size);
-}
-
-void *realloc(void *p, size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_realloc(p, n);
-}
-
-void free(void *p)
-{
-	__libc_free(p);
-}
-
-static void count_init(void)
-{
-}
-#endif
 
 static struct vec_set *vs;
 
 static void setup(void)
 {
 	vs = vec_load();
-	count_init();
+	alloc_count_init();
 }
 
 static void teardown(void)
@@ -193,19 +134,19 @@ Test(data, decoding_a_64k_frame_allocates_nothing)
 	struct proto_env e;
 	size_t len = 0, i;
 	int rc1, rc2, rc3, rc4;
+	long allocs;
 
 	for (i = 0; i < BIG; i++)
 		chunk_ptr(c)[i] = (uint8_t)(i * 31);
 	c->len = BIG;
 
-	allocs = 0;
-	counting = 1;
+	allocs = alloc_count();
 	rc1 = proto_data_frame_prepend(c, PROTO_T_EXEC_STDOUT, 9);
 	rc2 = proto_frame_parse(chunk_ptr(c), c->len, &f);
 	rc3 = proto_frame_decode(&f, &m, NULL, NULL);
 	rc4 = proto_env_decode(f.body, f.body_len, NULL, &e, NULL) ||
 	      proto_data_decode(&e, NULL, &data, &len);
-	counting = 0;
+	allocs = alloc_count() - allocs;
 
 	cr_assert_eq(rc1, 0);
 	cr_assert_eq(rc2, (int)c->len);
@@ -229,23 +170,22 @@ Test(data, the_allocation_counter_sees_libcbor_allocations)
 	void *(*volatile do_malloc)(size_t) = malloc;
 	struct proto_frame f;
 	cbor_item_t *item;
+	long allocs;
 	void *p;
 
 	c->len = BIG;
 	cr_assert_eq(proto_data_frame_prepend(c, PROTO_T_EXEC_STDOUT, 9), 0);
 	cr_assert_gt(proto_frame_parse(chunk_ptr(c), c->len, &f), 0);
 
-	allocs = 0;
-	counting = 1;
+	allocs = alloc_count();
 	p = do_malloc(16);
-	counting = 0;
+	allocs = alloc_count() - allocs;
 	free(p);
 	cr_assert_eq(allocs, 1);
 
-	allocs = 0;
-	counting = 1;
+	allocs = alloc_count();
 	item = cbor_load(f.body, f.body_len, &res);
-	counting = 0;
+	allocs = alloc_count() - allocs;
 	cr_assert_not_null(item);
 	cr_assert_gt(allocs, 0);
 	cbor_decref(&item);

@@ -6,134 +6,17 @@
  * project's own CBOR writer.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 
 #include "proto/error.h"
 #include "proto/msg_boot.h"
-
-#define ARENA_CAP (1u << 20)
-
-static uint8_t arena_mem[ARENA_CAP];
-static struct proto_arena arena;
+#include "tests/proto/proto_test.h"
 
 /* ---- helpers ---- */
 
-/* A proto_str from a string literal, length by sizeof (static initializers). */
-#define LIT(s)                                                                                     \
-	{                                                                                          \
-		(s), sizeof(s) - 1                                                                 \
-	}
-
-static struct proto_str S(const char *s) {
-	struct proto_str v = {s, strlen(s)};
-	return v;
-}
-
-static struct proto_opt_str
-OS(const char *s) {
-	struct proto_opt_str v = {true, S(s)};
-	return v;
-}
-
-static bool
-str_same(struct proto_str a, struct proto_str b)
-{
-	return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
-}
-
-/* Payload bytes ("p (N B): hex") of vector <id> from the gen-7 vector file. */
-static size_t vec_payload(const char *id, uint8_t *out, size_t cap)
-{
-	static char line[16384];
-	char hdr[16];
-	bool in = false;
-	size_t n = 0, want = 0;
-	FILE *f;
-
-	snprintf(hdr, sizeof(hdr), "### %s ", id);
-	f = fopen(SW_VECTORS_DIR "/vectors-gen7.txt", "r");
-	cr_assert_not_null(f, "cannot open the vector file");
-	while (fgets(line, sizeof(line), f)) {
-		char *p;
-
-		if (strncmp(line, "### ", 4) == 0) {
-			in = strncmp(line, hdr, strlen(hdr)) == 0;
-			continue;
-		}
-		if (!in || strncmp(line, "p (", 3) != 0)
-			continue;
-		want = strtoul(line + 3, NULL, 10);
-		p = strstr(line, "): ");
-		cr_assert_not_null(p);
-		for (p += 3; p[0] && p[1] && p[0] != '\n'; p += 2) {
-			unsigned b;
-
-			cr_assert(sscanf(p, "%2x", &b) == 1, "bad hex in %s", id);
-			cr_assert(n < cap);
-			out[n++] = (uint8_t)b;
-		}
-		break;
-	}
-	fclose(f);
-	cr_assert(n > 0 && n == want, "vector %s: got %zu bytes, header says %zu", id, n, want);
-	return n;
-}
-
-static void assert_bytes(
-	const uint8_t *got, long gn, const uint8_t *want, size_t wn, const char *what)
-{
-	long i;
-
-	cr_assert(gn >= 0, "%s: encode failed: %s", what, proto_strerror((int)gn));
-	if ((size_t)gn == wn && memcmp(got, want, wn) == 0)
-		return;
-	fprintf(stderr, "%s\n got: ", what);
-	for (i = 0; i < gn; i++)
-		fprintf(stderr, "%02x", got[i]);
-	fprintf(stderr, "\nwant: ");
-	for (i = 0; i < (long)wn; i++)
-		fprintf(stderr, "%02x", want[i]);
-	fprintf(stderr, "\n");
-	cr_assert_fail("%s: encoding differs (%ld vs %zu bytes)", what, gn, wn);
-}
-
-static long boot_encode(const struct proto_bootstrap *m, uint8_t *buf, size_t cap)
-{
-	struct cbw w;
-	int rc;
-
-	cbw_init(&w, buf, cap);
-	rc = proto_bootstrap_encode(&w, m);
-	return rc < 0 ? rc : cbw_finish(&w);
-}
-
-static int boot_decode_arena(
-	const uint8_t *p, size_t n, struct proto_bootstrap *m, struct proto_arena *a)
-{
-	struct cbr r;
-
-	cbr_init(&r, p, n, a);
-	return proto_bootstrap_decode(&r, m);
-}
-
-static int boot_decode(const uint8_t *p, size_t n, struct proto_bootstrap *m)
-{
-	proto_arena_init(&arena, arena_mem, sizeof(arena_mem));
-	return boot_decode_arena(p, n, m, &arena);
-}
-
-static size_t wr_done(struct cbw *w)
-{
-	long n = cbw_finish(w);
-
-	cr_assert(n > 0);
-	return (size_t)n;
-}
-
-#define OPT_EQ(a, b) ((a).set == (b).set && (!(a).set || (a).v == (b).v))
+#define OS(lit) ((struct proto_opt_str){true, S(lit)})
 
 static void assert_ostr_eq(struct proto_opt_str a, struct proto_opt_str b, const char *what)
 {
@@ -173,31 +56,19 @@ static void assert_strs_eq(
 		cr_assert(str_same(a[i], b[i]), "string %zu", i);
 }
 
-static void assert_ipv4_eq(const struct proto_boot_ipv4 *a, const struct proto_boot_ipv4 *b)
-{
-	cr_assert_eq(a->set, b->set);
-	if (!a->set)
-		return;
-	cr_assert(memcmp(a->address, b->address, 4) == 0);
-	cr_assert_eq(a->prefix_len, b->prefix_len);
-	cr_assert(memcmp(a->gateway, b->gateway, 4) == 0);
-	cr_assert_eq(a->has_dns, b->has_dns);
-	if (a->has_dns)
-		cr_assert(memcmp(a->dns, b->dns, 4) == 0);
-}
-
-static void assert_ipv6_eq(const struct proto_boot_ipv6 *a, const struct proto_boot_ipv6 *b)
-{
-	cr_assert_eq(a->set, b->set);
-	if (!a->set)
-		return;
-	cr_assert(memcmp(a->address, b->address, 16) == 0);
-	cr_assert_eq(a->prefix_len, b->prefix_len);
-	cr_assert(memcmp(a->gateway, b->gateway, 16) == 0);
-	cr_assert_eq(a->has_dns, b->has_dns);
-	if (a->has_dns)
-		cr_assert(memcmp(a->dns, b->dns, 16) == 0);
-}
+/* Two IP blocks (both struct proto_boot_ipv4 or both ipv6, by pointer) are equal. */
+#define assert_ip_eq(a, b)                                                                         \
+	do {                                                                                       \
+		cr_assert_eq((a)->set, (b)->set);                                                  \
+		if (!(a)->set)                                                                     \
+			break;                                                                     \
+		cr_assert(memcmp((a)->address, (b)->address, sizeof((a)->address)) == 0);          \
+		cr_assert_eq((a)->prefix_len, (b)->prefix_len);                                    \
+		cr_assert(memcmp((a)->gateway, (b)->gateway, sizeof((a)->gateway)) == 0);          \
+		cr_assert_eq((a)->has_dns, (b)->has_dns);                                          \
+		if ((a)->has_dns)                                                                  \
+			cr_assert(memcmp((a)->dns, (b)->dns, sizeof((a)->dns)) == 0);              \
+	} while (0)
 
 static void assert_boot_eq(const struct proto_bootstrap *a, const struct proto_bootstrap *b)
 {
@@ -252,8 +123,8 @@ static void assert_boot_eq(const struct proto_bootstrap *a, const struct proto_b
 		cr_assert(str_same(a->network.interface, b->network.interface));
 		cr_assert(memcmp(a->network.mac, b->network.mac, 6) == 0);
 		cr_assert_eq(a->network.mtu, b->network.mtu);
-		assert_ipv4_eq(&a->network.ipv4, &b->network.ipv4);
-		assert_ipv6_eq(&a->network.ipv6, &b->network.ipv6);
+		assert_ip_eq(&a->network.ipv4, &b->network.ipv4);
+		assert_ip_eq(&a->network.ipv6, &b->network.ipv6);
 	}
 	cr_assert_eq(a->n_rlimits, b->n_rlimits);
 	for (i = 0; i < a->n_rlimits; i++) {
@@ -277,29 +148,17 @@ static void assert_boot_eq(const struct proto_bootstrap *a, const struct proto_b
 	assert_strs_eq(a->ext, a->n_ext, b->ext, b->n_ext);
 }
 
-/* encode <m> == <want>; decode <want> == <m>; re-encode == <want>. */
-static void check_both_ways(
-	const struct proto_bootstrap *m, const uint8_t *want, size_t n, const char *what)
-{
-	static uint8_t got[65536];
-	struct proto_bootstrap d;
-
-	assert_bytes(got, boot_encode(m, got, sizeof(got)), want, n, what);
-	cr_assert_eq(boot_decode(want, n, &d), 0, "%s: decode", what);
-	assert_boot_eq(&d, m);
-	assert_bytes(got, boot_encode(&d, got, sizeof(got)), want, n, what);
-}
+PROTO_TEST_CODEC(boot, struct proto_bootstrap, proto_bootstrap_encode, proto_bootstrap_decode,
+	assert_boot_eq)
 
 /* ---- vectors ---- */
 
 Test(msg_boot, v01_default_bootstrap_matches_vector_both_ways)
 {
 	struct proto_bootstrap m;
-	uint8_t want[64];
-	size_t n = vec_payload("V01", want, sizeof(want));
 
 	memset(&m, 0, sizeof(m));
-	check_both_ways(&m, want, n, "V01");
+	boot_check_vector("V01", &m);
 }
 
 static struct proto_rlimit v44_rlimits[] = {{LIT("nofile"), 65535, 65535}};
@@ -351,10 +210,8 @@ static struct proto_bootstrap v44(void)
 Test(msg_boot, v44_rich_bootstrap_matches_vector_both_ways)
 {
 	struct proto_bootstrap m = v44();
-	uint8_t want[1024];
-	size_t n = vec_payload("V44", want, sizeof(want));
 
-	check_both_ways(&m, want, n, "V44");
+	boot_check_vector("V44", &m);
 }
 
 /* ---- round trips ---- */
@@ -456,7 +313,7 @@ static void round_trip(const struct proto_bootstrap *m, const char *what)
 	long n = boot_encode(m, buf, sizeof(buf));
 
 	cr_assert(n > 0, "%s: encode %ld", what, n);
-	check_both_ways(m, buf, (size_t)n, what);
+	boot_check_both_ways(m, buf, (size_t)n, what);
 }
 
 Test(msg_boot, every_field_round_trips)
@@ -588,11 +445,10 @@ Test(msg_boot, extension_map_is_lenient)
 	uint8_t buf[128];
 	struct proto_bootstrap d;
 	struct cbw w;
+	int i;
 
 	/* {"sandwire": {"future": 1, "ext": ["a", "b"]}} */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "sandwire");
+	wr_begin(&w, buf, sizeof(buf), "sandwire");
 	cbw_map(&w, 2);
 	cbw_key(&w, "future");
 	cbw_uint(&w, 1);
@@ -605,18 +461,15 @@ Test(msg_boot, extension_map_is_lenient)
 	cr_assert(str_same(d.ext[1], S("b")));
 
 	/* {"sandwire": null} and {"sandwire": {}} name nothing */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "sandwire");
-	cbw_null(&w);
-	cr_assert_eq(boot_decode(buf, wr_done(&w), &d), 0);
-	cr_assert_eq(d.n_ext, 0);
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "sandwire");
-	cbw_map(&w, 0);
-	cr_assert_eq(boot_decode(buf, wr_done(&w), &d), 0);
-	cr_assert_eq(d.n_ext, 0);
+	for (i = 0; i < 2; i++) {
+		wr_begin(&w, buf, sizeof(buf), "sandwire");
+		if (i == 0)
+			cbw_null(&w);
+		else
+			cbw_map(&w, 0);
+		cr_assert_eq(boot_decode(buf, wr_done(&w), &d), 0);
+		cr_assert_eq(d.n_ext, 0);
+	}
 }
 
 /* ---- lenient reading ---- */
@@ -690,9 +543,7 @@ Test(msg_boot, kind_may_come_anywhere_in_tagged_maps)
 	struct proto_bootstrap d;
 	struct cbw w;
 
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "block_root");
+	wr_begin(&w, buf, sizeof(buf), "block_root");
 	cbw_map(&w, 3);
 	cbw_key(&w, "lower");
 	cbw_cstr(&w, "/dev/vda");
@@ -720,9 +571,7 @@ Test(msg_boot, mount_flags_default_to_false_one_by_one)
 	struct proto_bootstrap d;
 	struct cbw w;
 
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "dir_mounts");
+	wr_begin(&w, buf, sizeof(buf), "dir_mounts");
 	cbw_array(&w, 2);
 	cbw_map(&w, 2); /* no flags at all */
 	cbw_key(&w, "tag");
@@ -748,12 +597,73 @@ Test(msg_boot, mount_flags_default_to_false_one_by_one)
 
 /* ---- bad input ---- */
 
+/* A text field written by wr_nested; <name> ("dir.tag", ...) is what a test may skip. */
+struct wr_text {
+	const char *name; /* NULL: never skipped */
+	const char *key;
+	const char *value;
+};
+
+/* A map of the fields <f> (<n>) but the one named <skip>, and <extra> entries to follow. */
+static void wr_texts(
+	struct cbw *w, const char *skip, const struct wr_text *f, size_t n, size_t extra)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		extra += !f[i].name || strcmp(f[i].name, skip) != 0;
+	cbw_map(w, extra);
+	for (i = 0; i < n; i++) {
+		if (f[i].name && strcmp(f[i].name, skip) == 0)
+			continue;
+		cbw_key(w, f[i].key);
+		cbw_cstr(w, f[i].value);
+	}
+}
+
+/* A list of one struct of text fields, under <key>. */
+struct wr_list {
+	const char *key;
+	struct wr_text f[3];
+	size_t n;
+};
+
+static void wr_list1(struct cbw *w, const char *skip, const struct wr_list *l)
+{
+	cbw_key(w, l->key);
+	cbw_array(w, 1);
+	wr_texts(w, skip, l->f, l->n, 0);
+}
+
 /*
  * A bootstrap exercising every nested struct, written by hand with the
  * nested field named <skip> ("network.mac", "dir.tag", ...) left out.
  */
 static size_t wr_nested(uint8_t *buf, size_t cap, const char *skip)
 {
+	static const struct wr_text root[] = {
+		{"root.kind", "kind", "oci-erofs"},
+		{"root.lower", "lower", "/dev/vda"},
+	};
+	static const struct wr_text upper[] = {
+		{NULL, "kind", "device"},
+		{"upper.device", "device", "/dev/vdb"},
+		{"upper.fstype", "fstype", "ext4"},
+	};
+	static const struct wr_list mounts[] = {
+		{"dir_mounts", {{"dir.tag", "tag", "t"}, {"dir.guest_path", "guest_path", "/t"}},
+			2},
+		{"file_mounts",
+			{{"file.tag", "tag", "t"}, {"file.filename", "filename", "f"},
+				{"file.guest_path", "guest_path", "/f"}},
+			3},
+		{"disk_mounts", {{"disk.id", "id", "d"}, {"disk.guest_path", "guest_path", "/d"}},
+			2},
+		{"tmpfs_mounts", {{"tmpfs.path", "path", "/tmp"}}, 1},
+	};
+	static const struct wr_list env = {
+		"default_env", {{"env.key", "key", "K"}, {"env.value", "value", ""}}, 2};
+	static const struct wr_text handoff[] = {{"handoff.cmd", "cmd", "auto"}};
 	struct cbw w;
 	int i;
 
@@ -762,77 +672,13 @@ static size_t wr_nested(uint8_t *buf, size_t cap, const char *skip)
 	cbw_map(&w, 8);
 
 	cbw_key(&w, "block_root");
-	cbw_map(&w, 1 + HAS("root.lower") + HAS("root.upper") - !HAS("root.kind"));
-	if (HAS("root.kind")) {
-		cbw_key(&w, "kind");
-		cbw_cstr(&w, "oci-erofs");
-	}
-	if (HAS("root.lower")) {
-		cbw_key(&w, "lower");
-		cbw_cstr(&w, "/dev/vda");
-	}
+	wr_texts(&w, skip, root, 2, HAS("root.upper"));
 	if (HAS("root.upper")) {
 		cbw_key(&w, "upper");
-		cbw_map(&w, 1 + HAS("upper.device") + HAS("upper.fstype"));
-		cbw_key(&w, "kind");
-		cbw_cstr(&w, "device");
-		if (HAS("upper.device")) {
-			cbw_key(&w, "device");
-			cbw_cstr(&w, "/dev/vdb");
-		}
-		if (HAS("upper.fstype")) {
-			cbw_key(&w, "fstype");
-			cbw_cstr(&w, "ext4");
-		}
+		wr_texts(&w, skip, upper, 3, 0);
 	}
-
-	cbw_key(&w, "dir_mounts");
-	cbw_array(&w, 1);
-	cbw_map(&w, HAS("dir.tag") + HAS("dir.guest_path"));
-	if (HAS("dir.tag")) {
-		cbw_key(&w, "tag");
-		cbw_cstr(&w, "t");
-	}
-	if (HAS("dir.guest_path")) {
-		cbw_key(&w, "guest_path");
-		cbw_cstr(&w, "/t");
-	}
-
-	cbw_key(&w, "file_mounts");
-	cbw_array(&w, 1);
-	cbw_map(&w, HAS("file.tag") + HAS("file.filename") + HAS("file.guest_path"));
-	if (HAS("file.tag")) {
-		cbw_key(&w, "tag");
-		cbw_cstr(&w, "t");
-	}
-	if (HAS("file.filename")) {
-		cbw_key(&w, "filename");
-		cbw_cstr(&w, "f");
-	}
-	if (HAS("file.guest_path")) {
-		cbw_key(&w, "guest_path");
-		cbw_cstr(&w, "/f");
-	}
-
-	cbw_key(&w, "disk_mounts");
-	cbw_array(&w, 1);
-	cbw_map(&w, HAS("disk.id") + HAS("disk.guest_path"));
-	if (HAS("disk.id")) {
-		cbw_key(&w, "id");
-		cbw_cstr(&w, "d");
-	}
-	if (HAS("disk.guest_path")) {
-		cbw_key(&w, "guest_path");
-		cbw_cstr(&w, "/d");
-	}
-
-	cbw_key(&w, "tmpfs_mounts");
-	cbw_array(&w, 1);
-	cbw_map(&w, HAS("tmpfs.path"));
-	if (HAS("tmpfs.path")) {
-		cbw_key(&w, "path");
-		cbw_cstr(&w, "/tmp");
-	}
+	for (i = 0; i < 4; i++)
+		wr_list1(&w, skip, &mounts[i]);
 
 	cbw_key(&w, "network");
 	cbw_map(&w, HAS("network.interface") + HAS("network.mac") + HAS("network.mtu") + 2);
@@ -883,24 +729,9 @@ static size_t wr_nested(uint8_t *buf, size_t cap, const char *skip)
 		}
 	}
 
-	cbw_key(&w, "default_env");
-	cbw_array(&w, 1);
-	cbw_map(&w, HAS("env.key") + HAS("env.value"));
-	if (HAS("env.key")) {
-		cbw_key(&w, "key");
-		cbw_cstr(&w, "K");
-	}
-	if (HAS("env.value")) {
-		cbw_key(&w, "value");
-		cbw_cstr(&w, "");
-	}
-
+	wr_list1(&w, skip, &env);
 	cbw_key(&w, "handoff_init");
-	cbw_map(&w, HAS("handoff.cmd"));
-	if (HAS("handoff.cmd")) {
-		cbw_key(&w, "cmd");
-		cbw_cstr(&w, "auto");
-	}
+	wr_texts(&w, skip, handoff, 1, 0);
 #undef HAS
 	return wr_done(&w);
 }
@@ -954,9 +785,7 @@ Test(msg_boot, disk_image_without_device_is_missing_field)
 	struct proto_bootstrap d;
 	struct cbw w;
 
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "block_root");
+	wr_begin(&w, buf, sizeof(buf), "block_root");
 	cbw_map(&w, 2);
 	cbw_key(&w, "kind");
 	cbw_cstr(&w, "disk-image");
@@ -970,9 +799,7 @@ static size_t wr_root_kind(uint8_t *buf, size_t cap, const char *kind0, const ch
 {
 	struct cbw w;
 
-	cbw_init(&w, buf, cap);
-	cbw_map(&w, 1);
-	cbw_key(&w, "block_root");
+	wr_begin(&w, buf, cap, "block_root");
 	cbw_map(&w, kind1 ? 3 : 2);
 	cbw_key(&w, "kind");
 	if (kind0)
@@ -990,26 +817,29 @@ static size_t wr_root_kind(uint8_t *buf, size_t cap, const char *kind0, const ch
 
 Test(msg_boot, bad_tags_of_internally_tagged_maps_are_refused)
 {
+	static const struct {
+		const char *kind0, *kind1; /* wr_root_kind's */
+		int rc;
+	} cases[] = {
+		{"disk-image", NULL, 0},
+		{"read-only-virtiofs", NULL, PROTO_E_BAD_VALUE},
+		{"DiskImage", NULL, PROTO_E_BAD_VALUE},
+		{NULL, NULL, PROTO_E_WRONG_TYPE},
+		{"disk-image", "disk-image", PROTO_E_DUP_FIELD},
+	};
 	uint8_t buf[256];
 	struct proto_bootstrap d;
 	struct cbw w;
+	size_t i;
 
-	cr_assert_eq(boot_decode(buf, wr_root_kind(buf, sizeof(buf), "disk-image", NULL), &d), 0);
-	cr_assert_eq(
-		boot_decode(buf, wr_root_kind(buf, sizeof(buf), "read-only-virtiofs", NULL), &d),
-		PROTO_E_BAD_VALUE);
-	cr_assert_eq(boot_decode(buf, wr_root_kind(buf, sizeof(buf), "DiskImage", NULL), &d),
-		PROTO_E_BAD_VALUE);
-	cr_assert_eq(boot_decode(buf, wr_root_kind(buf, sizeof(buf), NULL, NULL), &d),
-		PROTO_E_WRONG_TYPE);
-	cr_assert_eq(
-		boot_decode(buf, wr_root_kind(buf, sizeof(buf), "disk-image", "disk-image"), &d),
-		PROTO_E_DUP_FIELD);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_assert_eq(
+			boot_decode(buf,
+				wr_root_kind(buf, sizeof(buf), cases[i].kind0, cases[i].kind1), &d),
+			cases[i].rc, "case %zu", i);
 
 	/* unknown upper kind */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "block_root");
+	wr_begin(&w, buf, sizeof(buf), "block_root");
 	cbw_map(&w, 3);
 	cbw_key(&w, "kind");
 	cbw_cstr(&w, "oci-erofs");
@@ -1022,35 +852,62 @@ Test(msg_boot, bad_tags_of_internally_tagged_maps_are_refused)
 	cr_assert_eq(boot_decode(buf, wr_done(&w), &d), PROTO_E_BAD_VALUE);
 
 	/* block_root as text */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "block_root");
+	wr_begin(&w, buf, sizeof(buf), "block_root");
 	cbw_cstr(&w, "disk-image");
 	cr_assert_eq(boot_decode(buf, wr_done(&w), &d), PROTO_E_WRONG_TYPE);
 }
 
-typedef void (*wr_octets_fn)(struct cbw *w);
+/* An octet field as wr_net writes it. */
+struct wr_octets {
+	enum { OCT_UINTS, OCT_NEG, OCT_TEXT, OCT_BYTES } form;
+	size_t n;      /* OCT_UINTS: an array of <n> uints 0, 1, ... */
+	uint64_t last; /* OCT_UINTS: ... the last of which is <last> */
+};
+
+static void wr_octets(struct cbw *w, const struct wr_octets *o)
+{
+	size_t i;
+
+	switch (o->form) {
+	case OCT_UINTS:
+		cbw_array(w, o->n);
+		for (i = 0; i < o->n; i++)
+			cbw_uint(w, i + 1 == o->n ? o->last : i);
+		break;
+	case OCT_NEG: /* [0, 0, 0, 0, 0, -1] */
+		cbw_array(w, 6);
+		for (i = 0; i < 5; i++)
+			cbw_uint(w, 0);
+		cbw_int(w, -1);
+		break;
+	case OCT_TEXT:
+		cbw_cstr(w, "02:00:00:00:00:01");
+		break;
+	default: /* OCT_BYTES: 7 bytes */
+		cbw_bytes(w, "1234567", 7);
+		break;
+	}
+}
 
 /* {"network": {"interface": "e", "mac": <mac>, "mtu": 1, ["ipv4": {address: <v4>, ...}]}} */
-static size_t wr_net(uint8_t *buf, size_t cap, wr_octets_fn mac, wr_octets_fn v4)
+static size_t wr_net(
+	uint8_t *buf, size_t cap, const struct wr_octets *mac, const struct wr_octets *v4)
 {
 	struct cbw w;
 
-	cbw_init(&w, buf, cap);
-	cbw_map(&w, 1);
-	cbw_key(&w, "network");
+	wr_begin(&w, buf, cap, "network");
 	cbw_map(&w, v4 ? 4 : 3);
 	cbw_key(&w, "interface");
 	cbw_cstr(&w, "e");
 	cbw_key(&w, "mac");
-	mac(&w);
+	wr_octets(&w, mac);
 	cbw_key(&w, "mtu");
 	cbw_uint(&w, 1);
 	if (v4) {
 		cbw_key(&w, "ipv4");
 		cbw_map(&w, 3);
 		cbw_key(&w, "address");
-		v4(&w);
+		wr_octets(&w, v4);
 		cbw_key(&w, "prefix_len");
 		cbw_uint(&w, 24);
 		cbw_key(&w, "gateway");
@@ -1061,89 +918,38 @@ static size_t wr_net(uint8_t *buf, size_t cap, wr_octets_fn mac, wr_octets_fn v4
 	return wr_done(&w);
 }
 
-static void wr_uints(struct cbw *w, size_t n, uint64_t last)
-{
-	size_t i;
-
-	cbw_array(w, n);
-	for (i = 0; i < n; i++)
-		cbw_uint(w, i + 1 == n ? last : i);
-}
-
-static void mac_ok(struct cbw *w)
-{
-	wr_uints(w, 6, 255);
-}
-
-static void mac_7(struct cbw *w)
-{
-	wr_uints(w, 7, 1);
-}
-
-static void mac_5(struct cbw *w)
-{
-	wr_uints(w, 5, 1);
-}
-
-static void mac_256(struct cbw *w)
-{
-	wr_uints(w, 6, 256);
-}
-
-static void mac_neg(struct cbw *w)
-{
-	cbw_array(w, 6);
-	for (int i = 0; i < 5; i++)
-		cbw_uint(w, 0);
-	cbw_int(w, -1);
-}
-
-static void mac_text(struct cbw *w)
-{
-	cbw_cstr(w, "02:00:00:00:00:01");
-}
-
-static void mac_bytes_7(struct cbw *w)
-{
-	cbw_bytes(w, "1234567", 7);
-}
-
-static void v4_16(struct cbw *w)
-{
-	wr_uints(w, 16, 1);
-}
-
-static void v4_ok(struct cbw *w)
-{
-	wr_uints(w, 4, 9);
-}
-
 Test(msg_boot, octet_arrays_of_the_wrong_size_or_range_are_refused)
 {
+	static const struct wr_octets mac_ok = {OCT_UINTS, 6, 255}, v4_ok = {OCT_UINTS, 4, 9};
+	static const struct wr_octets v4_16 = {OCT_UINTS, 16, 1}, mac_neg = {OCT_NEG, 0, 0};
+	static const struct {
+		struct wr_octets mac;
+		const struct wr_octets *v4; /* NULL: no ipv4 block */
+		int rc;
+	} bad[] = {
+		{{OCT_UINTS, 7, 1}, NULL, PROTO_E_BAD_VALUE},
+		{{OCT_UINTS, 5, 1}, NULL, PROTO_E_BAD_VALUE},
+		{{OCT_UINTS, 6, 256}, NULL, PROTO_E_RANGE},
+		{{OCT_TEXT, 0, 0}, NULL, PROTO_E_WRONG_TYPE},
+		{{OCT_BYTES, 0, 0}, NULL, PROTO_E_BAD_VALUE},
+		{{OCT_UINTS, 6, 255}, &v4_16, PROTO_E_BAD_VALUE},
+	};
 	uint8_t buf[256];
 	struct proto_bootstrap d;
 	uint8_t indef[256];
-	size_t n;
+	size_t i, n;
 
-	cr_assert_eq(boot_decode(buf, wr_net(buf, sizeof(buf), mac_ok, v4_ok), &d), 0);
+	cr_assert_eq(boot_decode(buf, wr_net(buf, sizeof(buf), &mac_ok, &v4_ok), &d), 0);
 	cr_assert_eq(d.network.mac[5], 255);
 	cr_assert_eq(d.network.ipv4.address[3], 9);
-	cr_assert_eq(
-		boot_decode(buf, wr_net(buf, sizeof(buf), mac_7, NULL), &d), PROTO_E_BAD_VALUE);
-	cr_assert_eq(
-		boot_decode(buf, wr_net(buf, sizeof(buf), mac_5, NULL), &d), PROTO_E_BAD_VALUE);
-	cr_assert_eq(boot_decode(buf, wr_net(buf, sizeof(buf), mac_256, NULL), &d), PROTO_E_RANGE);
-	cr_assert(boot_decode(buf, wr_net(buf, sizeof(buf), mac_neg, NULL), &d) < 0);
-	cr_assert_eq(
-		boot_decode(buf, wr_net(buf, sizeof(buf), mac_text, NULL), &d), PROTO_E_WRONG_TYPE);
-	cr_assert_eq(boot_decode(buf, wr_net(buf, sizeof(buf), mac_bytes_7, NULL), &d),
-		PROTO_E_BAD_VALUE);
-	cr_assert_eq(
-		boot_decode(buf, wr_net(buf, sizeof(buf), mac_ok, v4_16), &d), PROTO_E_BAD_VALUE);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(boot_decode(buf, wr_net(buf, sizeof(buf), &bad[i].mac, bad[i].v4), &d),
+			bad[i].rc, "case %zu", i);
+	cr_assert(boot_decode(buf, wr_net(buf, sizeof(buf), &mac_neg, NULL), &d) < 0);
 
 	/* an indefinite array of 6 is fine: 86 -> 9f ... ff */
-	n = wr_net(buf, sizeof(buf), mac_ok, NULL);
-	for (size_t i = 0; i + 4 < n; i++) {
+	n = wr_net(buf, sizeof(buf), &mac_ok, NULL);
+	for (i = 0; i + 4 < n; i++) {
 		if (memcmp(buf + i, "\x63mac\x86", 5) == 0) {
 			memcpy(indef, buf, i + 4);
 			indef[i + 4] = 0x9f;
@@ -1166,9 +972,7 @@ Test(msg_boot, wrong_types_and_ranges_are_refused)
 
 #define ONE_FIELD(key, write, expect)                                                              \
 	do {                                                                                       \
-		cbw_init(&w, buf, sizeof(buf));                                                    \
-		cbw_map(&w, 1);                                                                    \
-		cbw_key(&w, key);                                                                  \
+		wr_begin(&w, buf, sizeof(buf), key);                                               \
 		write;                                                                             \
 		cr_assert_eq(boot_decode(buf, wr_done(&w), &d), expect, key);                      \
 	} while (0)
@@ -1210,9 +1014,7 @@ Test(msg_boot, prefix_len_over_255_is_range)
 	struct proto_bootstrap d;
 	struct cbw w;
 
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "network");
+	wr_begin(&w, buf, sizeof(buf), "network");
 	cbw_map(&w, 4);
 	cbw_key(&w, "interface");
 	cbw_cstr(&w, "e");
@@ -1247,9 +1049,7 @@ Test(msg_boot, duplicate_keys_are_dup_field)
 	cr_assert_eq(boot_decode(buf, wr_done(&w), &d), PROTO_E_DUP_FIELD);
 
 	/* inside mount flags */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "tmpfs_mounts");
+	wr_begin(&w, buf, sizeof(buf), "tmpfs_mounts");
 	cbw_array(&w, 1);
 	cbw_map(&w, 2);
 	cbw_key(&w, "path");
@@ -1263,9 +1063,7 @@ Test(msg_boot, duplicate_keys_are_dup_field)
 	cr_assert_eq(boot_decode(buf, wr_done(&w), &d), PROTO_E_DUP_FIELD);
 
 	/* inside the network block */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "network");
+	wr_begin(&w, buf, sizeof(buf), "network");
 	cbw_map(&w, 4);
 	cbw_key(&w, "interface");
 	cbw_cstr(&w, "e");
@@ -1287,30 +1085,17 @@ Test(msg_boot, duplicate_keys_are_dup_field)
 	cr_assert_eq(boot_decode(buf, wr_done(&w), &d), PROTO_E_DUP_FIELD);
 }
 
-static void check_every_truncation(const uint8_t *p, size_t n)
-{
-	struct proto_bootstrap d;
-	size_t len;
-	int rc;
-
-	for (len = 0; len < n; len++) {
-		rc = boot_decode(p, len, &d);
-		cr_assert_eq(rc, PROTO_E_TRUNCATED, "cut at %zu of %zu: %d", len, n, rc);
-	}
-	cr_assert_eq(boot_decode(p, n, &d), 0);
-}
-
 Test(msg_boot, truncation_at_every_offset_is_truncated)
 {
 	static uint8_t buf[4096];
 	struct proto_bootstrap m = full();
 	long n;
 
-	check_every_truncation(buf, vec_payload("V01", buf, sizeof(buf)));
-	check_every_truncation(buf, vec_payload("V44", buf, sizeof(buf)));
+	boot_check_truncation(buf, vec_payload("V01", buf, sizeof(buf)));
+	boot_check_truncation(buf, vec_payload("V44", buf, sizeof(buf)));
 	n = boot_encode(&m, buf, sizeof(buf));
 	cr_assert(n > 0);
-	check_every_truncation(buf, (size_t)n);
+	boot_check_truncation(buf, (size_t)n);
 }
 
 Test(msg_boot, many_mounts_exhausting_the_arena_are_nospace)
@@ -1343,17 +1128,9 @@ Test(msg_boot, many_mounts_exhausting_the_arena_are_nospace)
 
 Test(msg_boot, encoder_reports_nospace_at_every_short_capacity)
 {
-	static uint8_t buf[4096];
 	struct proto_bootstrap m = full();
-	long full_len, n;
-	size_t cap;
 
-	full_len = boot_encode(&m, buf, sizeof(buf));
-	cr_assert(full_len > 0);
-	for (cap = 0; cap < (size_t)full_len; cap++) {
-		n = boot_encode(&m, buf, cap);
-		cr_assert_eq(n, PROTO_E_NOSPACE, "cap %zu: %ld", cap, n);
-	}
+	boot_check_nospace(&m);
 }
 
 Test(msg_boot, encoder_rejects_out_of_range_enums)

@@ -5,145 +5,15 @@
  * the tests follow the spec file.  Hand-made bad inputs are written with
  * the project's own CBOR writer.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 
 #include "proto/error.h"
 #include "proto/msg_fs.h"
-
-#define BUF_CAP 65536
-#define ARENA_CAP (1u << 20)
-
-static uint8_t arena_mem[ARENA_CAP];
+#include "tests/proto/proto_test.h"
 
 /* ---- helpers ---- */
-
-static struct proto_str S(const char *s) {
-	struct proto_str v = {s, strlen(s)};
-	return v;
-}
-
-static bool
-str_same(struct proto_str a, struct proto_str b)
-{
-	return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
-}
-
-/* Payload bytes ("p (N B): hex") of vector <id> from the gen-7 vector file. */
-static size_t vec_payload(const char *id, uint8_t *out, size_t cap)
-{
-	static char line[16384];
-	char hdr[16];
-	bool in = false;
-	size_t n = 0, want = 0;
-	FILE *f;
-
-	snprintf(hdr, sizeof(hdr), "### %s ", id);
-	f = fopen(SW_VECTORS_DIR "/vectors-gen7.txt", "r");
-	cr_assert_not_null(f, "cannot open the vector file");
-	while (fgets(line, sizeof(line), f)) {
-		char *p;
-
-		if (strncmp(line, "### ", 4) == 0) {
-			in = strncmp(line, hdr, strlen(hdr)) == 0;
-			continue;
-		}
-		if (!in || strncmp(line, "p (", 3) != 0)
-			continue;
-		want = strtoul(line + 3, NULL, 10);
-		p = strstr(line, "): ");
-		cr_assert_not_null(p);
-		for (p += 3; p[0] && p[1] && p[0] != '\n'; p += 2) {
-			unsigned b;
-
-			cr_assert(sscanf(p, "%2x", &b) == 1, "bad hex in %s", id);
-			cr_assert(n < cap);
-			out[n++] = (uint8_t)b;
-		}
-		break;
-	}
-	fclose(f);
-	cr_assert(n > 0 && n == want, "vector %s: got %zu bytes, header says %zu", id, n, want);
-	return n;
-}
-
-static void assert_bytes(
-	const uint8_t *got, long gn, const uint8_t *want, size_t wn, const char *what)
-{
-	long i;
-
-	cr_assert(gn >= 0, "%s: encode failed: %s", what, proto_strerror((int)gn));
-	if ((size_t)gn == wn && memcmp(got, want, wn) == 0)
-		return;
-	fprintf(stderr, "%s\n got: ", what);
-	for (i = 0; i < gn; i++)
-		fprintf(stderr, "%02x", got[i]);
-	fprintf(stderr, "\nwant: ");
-	for (i = 0; i < (long)wn; i++)
-		fprintf(stderr, "%02x", want[i]);
-	fprintf(stderr, "\n");
-	cr_assert_fail("%s: encoding differs (%ld vs %zu bytes)", what, gn, wn);
-}
-
-static long req_encode(const struct proto_fs_request *m, uint8_t *buf, size_t cap)
-{
-	struct cbw w;
-	int rc;
-
-	cbw_init(&w, buf, cap);
-	rc = proto_fs_request_encode(&w, m);
-	return rc < 0 ? rc : cbw_finish(&w);
-}
-
-static long resp_encode(const struct proto_fs_response *m, uint8_t *buf, size_t cap)
-{
-	struct cbw w;
-	int rc;
-
-	cbw_init(&w, buf, cap);
-	rc = proto_fs_response_encode(&w, m);
-	return rc < 0 ? rc : cbw_finish(&w);
-}
-
-static struct proto_arena arena;
-
-static int req_decode(const uint8_t *p, size_t n, struct proto_fs_request *m)
-{
-	struct cbr r;
-
-	proto_arena_init(&arena, arena_mem, sizeof(arena_mem));
-	cbr_init(&r, p, n, &arena);
-	return proto_fs_request_decode(&r, m);
-}
-
-static int resp_decode_arena(
-	const uint8_t *p, size_t n, struct proto_fs_response *m, struct proto_arena *a)
-{
-	struct cbr r;
-
-	cbr_init(&r, p, n, a);
-	return proto_fs_response_decode(&r, m);
-}
-
-static int resp_decode(const uint8_t *p, size_t n, struct proto_fs_response *m)
-{
-	proto_arena_init(&arena, arena_mem, sizeof(arena_mem));
-	return resp_decode_arena(p, n, m, &arena);
-}
-
-/* Finish a hand-written payload: its length, asserting the writer had room. */
-static size_t wr_done(struct cbw *w)
-{
-	long n = cbw_finish(w);
-
-	cr_assert(n > 0);
-	return (size_t)n;
-}
-
-#define OPT_EQ(a, b) ((a).set == (b).set && (!(a).set || (a).v == (b).v))
 
 static void assert_setattrs_eq(const struct proto_fs_setattrs *a, const struct proto_fs_setattrs *b)
 {
@@ -222,30 +92,10 @@ static void assert_resp_eq(const struct proto_fs_response *a, const struct proto
 	}
 }
 
-/* Vector <id>: encode <m> == p; decode p == <m>; re-encode == p. */
-static void check_req_vector(const char *id, const struct proto_fs_request *m)
-{
-	uint8_t want[4096], got[4096];
-	struct proto_fs_request d;
-	size_t n = vec_payload(id, want, sizeof(want));
-
-	assert_bytes(got, req_encode(m, got, sizeof(got)), want, n, id);
-	cr_assert_eq(req_decode(want, n, &d), 0, "%s: decode", id);
-	assert_req_eq(&d, m);
-	assert_bytes(got, req_encode(&d, got, sizeof(got)), want, n, id);
-}
-
-static void check_resp_vector(const char *id, const struct proto_fs_response *m)
-{
-	uint8_t want[4096], got[4096];
-	struct proto_fs_response d;
-	size_t n = vec_payload(id, want, sizeof(want));
-
-	assert_bytes(got, resp_encode(m, got, sizeof(got)), want, n, id);
-	cr_assert_eq(resp_decode(want, n, &d), 0, "%s: decode", id);
-	assert_resp_eq(&d, m);
-	assert_bytes(got, resp_encode(&d, got, sizeof(got)), want, n, id);
-}
+PROTO_TEST_CODEC(req, struct proto_fs_request, proto_fs_request_encode, proto_fs_request_decode,
+	assert_req_eq)
+PROTO_TEST_CODEC(resp, struct proto_fs_response, proto_fs_response_encode, proto_fs_response_decode,
+	assert_resp_eq)
 
 /* ---- vectors ---- */
 
@@ -256,7 +106,7 @@ Test(msg_fs, v24_stat_request_matches_vector_both_ways)
 		.path = S("/etc/hostname"),
 		.follow_symlink = true,
 	};
-	check_req_vector("V24", &m);
+	req_check_vector("V24", &m);
 }
 
 Test(msg_fs, v25_stat_response_matches_vector_both_ways)
@@ -277,7 +127,7 @@ Test(msg_fs, v25_stat_response_matches_vector_both_ways)
 				.mtime = {true, 1787500000},
 			},
 	};
-	check_resp_vector("V25", &m);
+	resp_check_vector("V25", &m);
 }
 
 Test(msg_fs, v26_open_file_request_matches_vector_both_ways)
@@ -293,7 +143,7 @@ Test(msg_fs, v26_open_file_request_matches_vector_both_ways)
 				.mode = {true, 0644},
 			},
 	};
-	check_req_vector("V26", &m);
+	req_check_vector("V26", &m);
 }
 
 Test(msg_fs, v27_handle_response_matches_vector_both_ways)
@@ -303,7 +153,7 @@ Test(msg_fs, v27_handle_response_matches_vector_both_ways)
 		.data.kind = PROTO_FS_DATA_HANDLE,
 		.data.handle = 1,
 	};
-	check_resp_vector("V27", &m);
+	resp_check_vector("V27", &m);
 }
 
 Test(msg_fs, v28_write_request_matches_vector_both_ways)
@@ -314,28 +164,28 @@ Test(msg_fs, v28_write_request_matches_vector_both_ways)
 		.offset = 0,
 		.len = {true, 5},
 	};
-	check_req_vector("V28", &m);
+	req_check_vector("V28", &m);
 }
 
 Test(msg_fs, v31_empty_ok_response_matches_vector_both_ways)
 {
 	struct proto_fs_response m = {.ok = true};
 
-	check_resp_vector("V31", &m);
+	resp_check_vector("V31", &m);
 }
 
 Test(msg_fs, v32_read_to_eof_writes_len_null)
 {
 	struct proto_fs_request m = {.kind = PROTO_FS_OP_READ, .handle = 1};
 
-	check_req_vector("V32", &m);
+	req_check_vector("V32", &m);
 }
 
 Test(msg_fs, v33_mkdir_without_mode_writes_mode_null)
 {
 	struct proto_fs_request m = {.kind = PROTO_FS_OP_MKDIR, .path = S("/data/a/b")};
 
-	check_req_vector("V33", &m);
+	req_check_vector("V33", &m);
 }
 
 Test(msg_fs, v34_error_response_matches_vector_both_ways)
@@ -344,7 +194,7 @@ Test(msg_fs, v34_error_response_matches_vector_both_ways)
 		.ok = false,
 		.error = {true, S("stat: No such file or directory (os error 2)")},
 	};
-	check_resp_vector("V34", &m);
+	resp_check_vector("V34", &m);
 }
 
 /* ---- round trips ---- */
@@ -449,7 +299,7 @@ Test(msg_fs, every_op_variant_round_trips_with_options_present_and_absent)
 static struct proto_fs_entry make_entry(unsigned i, bool opts)
 {
 	struct proto_fs_entry e = {
-		.path = S(i % 2 ? "/dir/x" : "/dir/a-name-that-is-longer-than-twenty-three"),
+		.path = i % 2 ? S("/dir/x") : S("/dir/a-name-that-is-longer-than-twenty-three"),
 		.kind = (enum proto_fs_kind)(i % PROTO_FS_KIND_COUNT),
 		.size = i ? 1ull << (i * 7 % 64) : 0,
 		.mode = 040755 + i,
@@ -460,6 +310,19 @@ static struct proto_fs_entry make_entry(unsigned i, bool opts)
 		.mtime = {opts, -1},
 	};
 	return e;
+}
+
+/* A List response of <n> entries make_entry(i, <opts>), written to <entries>. */
+static struct proto_fs_response list_response(struct proto_fs_entry *entries, unsigned n, bool opts)
+{
+	struct proto_fs_response m = {.ok = true, .data.kind = PROTO_FS_DATA_LIST};
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		entries[i] = make_entry(i, opts);
+	m.data.list.entries = entries;
+	m.data.list.count = n;
+	return m;
 }
 
 Test(msg_fs, every_response_data_variant_round_trips)
@@ -550,14 +413,9 @@ Test(msg_fs, list_of_thousands_of_entries_round_trips)
 {
 	static struct proto_fs_entry entries[3000];
 	static uint8_t buf[1 << 20];
-	struct proto_fs_response m = {.ok = true, .data.kind = PROTO_FS_DATA_LIST}, d;
-	unsigned i;
+	struct proto_fs_response m = list_response(entries, 3000, true), d;
 	long n;
 
-	for (i = 0; i < 3000; i++)
-		entries[i] = make_entry(i, true);
-	m.data.list.entries = entries;
-	m.data.list.count = 3000;
 	n = resp_encode(&m, buf, sizeof(buf));
 	cr_assert(n > 0);
 	cr_assert_eq(resp_decode(buf, (size_t)n, &d), 0);
@@ -773,6 +631,26 @@ static void wr_field(struct cbw *w, const char *f, enum wr_mode mode)
 		cbw_uint(w, 9);
 }
 
+/* Start {"op": {<variant>: {<nfields> entries}}} in <w> over <buf>; the entries follow. */
+static void wr_op(struct cbw *w, uint8_t *buf, size_t cap, const char *variant, size_t nfields)
+{
+	wr_begin(w, buf, cap, "op");
+	cbw_map(w, 1);
+	cbw_key(w, variant);
+	cbw_map(w, nfields);
+}
+
+/* Start {"ok": true, "data": {<nvariants> entries}} in <w> over <buf>; the entries follow. */
+static void wr_data(struct cbw *w, uint8_t *buf, size_t cap, size_t nvariants)
+{
+	cbw_init(w, buf, cap);
+	cbw_map(w, 2);
+	cbw_key(w, "ok");
+	cbw_bool(w, true);
+	cbw_key(w, "data");
+	cbw_map(w, nvariants);
+}
+
 /* {"op": {"<kind>": {fields}}} with field <skip> left out and field <bad> of a wrong type. */
 static size_t wr_request(uint8_t *buf, size_t cap, unsigned kind, int skip, int bad)
 {
@@ -781,12 +659,7 @@ static size_t wr_request(uint8_t *buf, size_t cap, unsigned kind, int skip, int 
 
 	while (nf < 4 && spec_fields[kind][nf])
 		nf++;
-	cbw_init(&w, buf, cap);
-	cbw_map(&w, 1);
-	cbw_key(&w, "op");
-	cbw_map(&w, 1);
-	cbw_key(&w, proto_fs_op_names[kind]);
-	cbw_map(&w, (size_t)(nf - (skip >= 0)));
+	wr_op(&w, buf, cap, proto_fs_op_names[kind], (size_t)(nf - (skip >= 0)));
 	for (i = 0; i < nf; i++) {
 		if (i == skip)
 			continue;
@@ -846,12 +719,7 @@ Test(msg_fs, each_open_option_bool_missing_is_missing_field)
 	int skip;
 
 	for (skip = 0; skip < 6; skip++) {
-		cbw_init(&w, buf, sizeof(buf));
-		cbw_map(&w, 1);
-		cbw_key(&w, "op");
-		cbw_map(&w, 1);
-		cbw_key(&w, "OpenFile");
-		cbw_map(&w, 2);
+		wr_op(&w, buf, sizeof(buf), "OpenFile", 2);
 		cbw_key(&w, "path");
 		cbw_cstr(&w, "/f");
 		cbw_key(&w, "options");
@@ -934,13 +802,22 @@ Test(msg_fs, response_fields_of_wrong_types_are_wrong_type)
 	static const uint8_t list_map[] = {0xa2, 0x62, 'o', 'k', 0xf5, 0x64, 'd', 'a', 't', 'a',
 		0xa1, 0x64, 'L', 'i', 's', 't', 0xa0};
 	static const uint8_t array_body[] = {0x81, 0xf5};
+	static const struct {
+		const uint8_t *p;
+		size_t n;
+	} cases[] = {
+		{ok_text, sizeof(ok_text)},
+		{error_int, sizeof(error_int)},
+		{handle_text, sizeof(handle_text)},
+		{list_map, sizeof(list_map)},
+		{array_body, sizeof(array_body)},
+	};
 	struct proto_fs_response d;
+	size_t i;
 
-	cr_assert_eq(resp_decode(ok_text, sizeof(ok_text), &d), PROTO_E_WRONG_TYPE);
-	cr_assert_eq(resp_decode(error_int, sizeof(error_int), &d), PROTO_E_WRONG_TYPE);
-	cr_assert_eq(resp_decode(handle_text, sizeof(handle_text), &d), PROTO_E_WRONG_TYPE);
-	cr_assert_eq(resp_decode(list_map, sizeof(list_map), &d), PROTO_E_WRONG_TYPE);
-	cr_assert_eq(resp_decode(array_body, sizeof(array_body), &d), PROTO_E_WRONG_TYPE);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_assert_eq(
+			resp_decode(cases[i].p, cases[i].n, &d), PROTO_E_WRONG_TYPE, "case %zu", i);
 }
 
 Test(msg_fs, out_of_range_integers_are_range_errors)
@@ -949,12 +826,7 @@ Test(msg_fs, out_of_range_integers_are_range_errors)
 	struct proto_fs_request d;
 	struct cbw w;
 
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "op");
-	cbw_map(&w, 1);
-	cbw_key(&w, "Mkdir");
-	cbw_map(&w, 2);
+	wr_op(&w, buf, sizeof(buf), "Mkdir", 2);
 	cbw_key(&w, "path");
 	cbw_cstr(&w, "/d");
 	cbw_key(&w, "mode");
@@ -970,9 +842,7 @@ Test(msg_fs, enum_map_with_zero_or_two_entries_or_bare_text_is_wrong_type)
 	struct cbw w;
 
 	/* {"op": {"Stat": {...}, "List": {...}}} */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "op");
+	wr_begin(&w, buf, sizeof(buf), "op");
 	cbw_map(&w, 2);
 	cbw_key(&w, "Stat");
 	cbw_map(&w, 2);
@@ -987,26 +857,17 @@ Test(msg_fs, enum_map_with_zero_or_two_entries_or_bare_text_is_wrong_type)
 	cr_assert_eq(req_decode(buf, wr_done(&w), &d), PROTO_E_WRONG_TYPE);
 
 	/* {"op": {}} */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "op");
+	wr_begin(&w, buf, sizeof(buf), "op");
 	cbw_map(&w, 0);
 	cr_assert_eq(req_decode(buf, wr_done(&w), &d), PROTO_E_WRONG_TYPE);
 
 	/* {"op": "List"} */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "op");
+	wr_begin(&w, buf, sizeof(buf), "op");
 	cbw_cstr(&w, "List");
 	cr_assert_eq(req_decode(buf, wr_done(&w), &d), PROTO_E_WRONG_TYPE);
 
 	/* {"ok": true, "data": {"Handle": 1, "Path": "/"}} */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 2);
-	cbw_key(&w, "ok");
-	cbw_bool(&w, true);
-	cbw_key(&w, "data");
-	cbw_map(&w, 2);
+	wr_data(&w, buf, sizeof(buf), 2);
 	cbw_key(&w, "Handle");
 	cbw_uint(&w, 1);
 	cbw_key(&w, "Path");
@@ -1041,30 +902,15 @@ Test(msg_fs, unknown_variant_names_are_bad_value)
 	struct proto_fs_response rs;
 	struct cbw w;
 
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "op");
-	cbw_map(&w, 1);
-	cbw_key(&w, "stat"); /* names are case-sensitive */
-	cbw_map(&w, 1);
+	wr_op(&w, buf, sizeof(buf), "stat", 1); /* names are case-sensitive */
 	cbw_key(&w, "path");
 	cbw_cstr(&w, "/");
 	cr_assert_eq(req_decode(buf, wr_done(&w), &d), PROTO_E_BAD_VALUE);
 
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "op");
-	cbw_map(&w, 1);
-	cbw_key(&w, "Truncate");
-	cbw_map(&w, 0);
+	wr_op(&w, buf, sizeof(buf), "Truncate", 0);
 	cr_assert_eq(req_decode(buf, wr_done(&w), &d), PROTO_E_BAD_VALUE);
 
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 2);
-	cbw_key(&w, "ok");
-	cbw_bool(&w, true);
-	cbw_key(&w, "data");
-	cbw_map(&w, 1);
+	wr_data(&w, buf, sizeof(buf), 1);
 	cbw_key(&w, "Blob");
 	cbw_bytes(&w, "ab", 2);
 	cr_assert_eq(resp_decode(buf, wr_done(&w), &rs), PROTO_E_BAD_VALUE);
@@ -1078,12 +924,7 @@ Test(msg_fs, duplicate_keys_are_dup_field)
 	struct cbw w;
 
 	/* duplicate inside a variant, even when the first value is null */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "op");
-	cbw_map(&w, 1);
-	cbw_key(&w, "Mkdir");
-	cbw_map(&w, 3);
+	wr_op(&w, buf, sizeof(buf), "Mkdir", 3);
 	cbw_key(&w, "mode");
 	cbw_null(&w);
 	cbw_key(&w, "path");
@@ -1115,12 +956,7 @@ Test(msg_fs, duplicate_keys_are_dup_field)
 	cr_assert_eq(resp_decode(buf, wr_done(&w), &rs), PROTO_E_DUP_FIELD);
 
 	/* duplicate in FsSetAttrs */
-	cbw_init(&w, buf, sizeof(buf));
-	cbw_map(&w, 1);
-	cbw_key(&w, "op");
-	cbw_map(&w, 1);
-	cbw_key(&w, "FSetStat");
-	cbw_map(&w, 2);
+	wr_op(&w, buf, sizeof(buf), "FSetStat", 2);
 	cbw_key(&w, "handle");
 	cbw_uint(&w, 3);
 	cbw_key(&w, "attrs");
@@ -1148,21 +984,6 @@ Test(msg_fs, duplicate_entry_field_is_dup_field)
 	cr_assert_eq(resp_decode(buf, n, &d), PROTO_E_DUP_FIELD);
 }
 
-static void check_every_truncation(const uint8_t *p, size_t n, bool request)
-{
-	struct proto_fs_request rq;
-	struct proto_fs_response rs;
-	size_t len;
-	int rc;
-
-	for (len = 0; len < n; len++) {
-		rc = request ? req_decode(p, len, &rq) : resp_decode(p, len, &rs);
-		cr_assert_eq(rc, PROTO_E_TRUNCATED, "cut at %zu of %zu: %d", len, n, rc);
-	}
-	rc = request ? req_decode(p, n, &rq) : resp_decode(p, n, &rs);
-	cr_assert_eq(rc, 0);
-}
-
 Test(msg_fs, truncation_at_every_offset_is_truncated)
 {
 	static const char *const reqs[] = {"V24", "V26", "V28", "V32", "V33"};
@@ -1175,19 +996,19 @@ Test(msg_fs, truncation_at_every_offset_is_truncated)
 	long n;
 
 	for (i = 0; i < 5; i++)
-		check_every_truncation(p, vec_payload(reqs[i], p, sizeof(p)), true);
+		req_check_truncation(p, vec_payload(reqs[i], p, sizeof(p)));
 	for (i = 0; i < 4; i++)
-		check_every_truncation(p, vec_payload(resps[i], p, sizeof(p)), false);
+		resp_check_truncation(p, vec_payload(resps[i], p, sizeof(p)));
 	for (i = 0; i < PROTO_FS_OP_COUNT; i++) {
 		struct proto_fs_request rq = make_req((enum proto_fs_op_kind)i, true);
 
 		n = req_encode(&rq, p, sizeof(p));
-		check_every_truncation(p, (size_t)n, true);
+		req_check_truncation(p, (size_t)n);
 	}
 	m.data.list.entries = entries;
 	m.data.list.count = 3;
 	n = resp_encode(&m, p, sizeof(p));
-	check_every_truncation(p, (size_t)n, false);
+	resp_check_truncation(p, (size_t)n);
 }
 
 Test(msg_fs, list_count_beyond_the_input_is_truncated_before_allocating)
@@ -1208,16 +1029,11 @@ Test(msg_fs, big_list_exhausting_the_arena_is_nospace)
 {
 	static struct proto_fs_entry entries[100];
 	static uint8_t buf[16384];
-	struct proto_fs_response m = {.ok = true, .data.kind = PROTO_FS_DATA_LIST}, d;
+	struct proto_fs_response m = list_response(entries, 100, false), d;
 	struct proto_arena a;
 	uint8_t small[1024];
-	unsigned i;
 	long n;
 
-	for (i = 0; i < 100; i++)
-		entries[i] = make_entry(i, false);
-	m.data.list.entries = entries;
-	m.data.list.count = 100;
 	n = resp_encode(&m, buf, sizeof(buf));
 	cr_assert(n > 0);
 	proto_arena_init(&a, small, sizeof(small));
@@ -1236,21 +1052,10 @@ Test(msg_fs, encoders_report_nospace_at_every_short_capacity)
 {
 	struct proto_fs_request rq = make_req(PROTO_FS_OP_SET_STAT, true);
 	struct proto_fs_response rs = {.ok = true, .data.kind = PROTO_FS_DATA_STAT};
-	uint8_t buf[512];
-	long full, n;
-	size_t cap;
 
 	rs.data.stat = make_entry(1, true);
-	full = req_encode(&rq, buf, sizeof(buf));
-	cr_assert(full > 0);
-	for (cap = 0; cap < (size_t)full; cap++) {
-		n = req_encode(&rq, buf, cap);
-		cr_assert_eq(n, PROTO_E_NOSPACE, "cap %zu: %ld", cap, n);
-	}
-	full = resp_encode(&rs, buf, sizeof(buf));
-	cr_assert(full > 0);
-	for (cap = 0; cap < (size_t)full; cap++)
-		cr_assert_eq(resp_encode(&rs, buf, cap), PROTO_E_NOSPACE);
+	req_check_nospace(&rq);
+	resp_check_nospace(&rs);
 }
 
 Test(msg_fs, encoders_reject_out_of_range_kinds)

@@ -1,8 +1,8 @@
 /*
  * tests/ring/test_mpsc.c - semantics of the MPSC ring: capacity rules,
- * empty/full, FIFO order with exact values, wrap-around, batch pop, and a
- * short two-producer run.  The long multi-producer run is in
- * test_ring_stress.c.
+ * empty/full, FIFO order with exact values, wrap-around (ring_test.h, shared
+ * with the SPSC ring), batch pop, and a short two-producer run.  The long
+ * multi-producer run is in test_ring_stress.c.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -12,121 +12,8 @@
 
 #include "ring/mpsc.h"
 
-/* Descriptor whose both words are derived from <v>, so a mix-up shows. */
-static struct ring_desc desc_of(uint64_t v)
-{
-	return (struct ring_desc){.ptr = (void *)(uintptr_t)(0x2000 + 16 * v), .aux = ~v};
-}
-
-static void expect_desc(struct ring_desc d, uint64_t v)
-{
-	cr_assert_eq((uintptr_t)d.ptr, 0x2000 + 16 * v, "ptr of item %llu", (unsigned long long)v);
-	cr_assert_eq(d.aux, ~v, "aux of item %llu", (unsigned long long)v);
-}
-
-static struct ring_mpsc *new_ring(size_t cap)
-{
-	int err = 1;
-	struct ring_mpsc *r = ring_mpsc_new(cap, &err);
-
-	cr_assert_not_null(r, "ring_mpsc_new(%zu) failed: %d", cap, err);
-	cr_assert_eq(err, 0);
-	return r;
-}
-
-Test(ring_mpsc, rejects_capacity_that_is_not_a_power_of_two_of_at_least_two)
-{
-	size_t bad[] = {0, 1, 3, 12, 1023, ((size_t)1 << 33) - 1};
-	size_t i;
-	int err;
-
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		err = 0;
-		cr_assert_null(ring_mpsc_new(bad[i], &err), "capacity %zu accepted", bad[i]);
-		cr_assert_eq(err, -EINVAL, "capacity %zu: err %d", bad[i], err);
-	}
-}
-
-Test(ring_mpsc, rejects_capacity_whose_size_overflows)
-{
-	int err = 0;
-
-	cr_assert_null(ring_mpsc_new((size_t)1 << (sizeof(size_t) * 8 - 2), &err));
-	cr_assert_eq(err, -EINVAL);
-}
-
-Test(ring_mpsc, reports_the_capacity_it_was_created_with)
-{
-	struct ring_mpsc *r2 = new_ring(2), *r = new_ring(4096);
-
-	cr_assert_eq(ring_mpsc_capacity(r2), 2);
-	cr_assert_eq(ring_mpsc_capacity(r), 4096);
-	cr_assert_eq(ring_mpsc_size(r), 0);
-	ring_mpsc_free(r2);
-	ring_mpsc_free(r);
-}
-
-Test(ring_mpsc, pop_on_empty_ring_returns_eagain_and_leaves_out_untouched)
-{
-	struct ring_mpsc *r = new_ring(4);
-	struct ring_desc out = desc_of(5);
-
-	cr_assert_eq(ring_mpsc_pop(r, &out), -EAGAIN);
-	expect_desc(out, 5);
-	cr_assert_eq(ring_mpsc_pop_batch(r, &out, 4), 0);
-	expect_desc(out, 5);
-	ring_mpsc_free(r);
-}
-
-Test(ring_mpsc, holds_exactly_capacity_items_then_reports_full)
-{
-	struct ring_mpsc *r = new_ring(8);
-	struct ring_desc out;
-	uint64_t i;
-
-	for (i = 0; i < 8; i++) {
-		cr_assert_eq(ring_mpsc_push(r, desc_of(i)), 0, "push %llu", (unsigned long long)i);
-		cr_assert_eq(ring_mpsc_size(r), i + 1);
-	}
-	cr_assert_eq(ring_mpsc_push(r, desc_of(8)), -EAGAIN);
-	cr_assert_eq(ring_mpsc_size(r), 8);
-	/* one pop frees exactly one slot, for the next lap */
-	cr_assert_eq(ring_mpsc_pop(r, &out), 0);
-	expect_desc(out, 0);
-	cr_assert_eq(ring_mpsc_push(r, desc_of(8)), 0);
-	cr_assert_eq(ring_mpsc_push(r, desc_of(9)), -EAGAIN);
-	for (i = 1; i <= 8; i++) {
-		cr_assert_eq(ring_mpsc_pop(r, &out), 0);
-		expect_desc(out, i);
-	}
-	cr_assert_eq(ring_mpsc_pop(r, &out), -EAGAIN);
-	cr_assert_eq(ring_mpsc_size(r), 0);
-	ring_mpsc_free(r);
-}
-
-Test(ring_mpsc, wraps_around_many_laps_in_fifo_order)
-{
-	struct ring_mpsc *r = new_ring(4);
-	struct ring_desc out;
-	uint64_t next_in = 0, next_out = 0;
-	unsigned round, k, burst;
-
-	/* bursts of 1..4: every slot sees thousands of laps of sequence numbers */
-	for (round = 0; round < 1000; round++) {
-		burst = 1 + round % 4;
-		for (k = 0; k < burst; k++)
-			cr_assert_eq(ring_mpsc_push(r, desc_of(next_in++)), 0);
-		if (burst == 4)
-			cr_assert_eq(ring_mpsc_push(r, desc_of(999999)), -EAGAIN);
-		for (k = 0; k < burst; k++) {
-			cr_assert_eq(ring_mpsc_pop(r, &out), 0);
-			expect_desc(out, next_out++);
-		}
-		cr_assert_eq(ring_mpsc_pop(r, &out), -EAGAIN);
-	}
-	cr_assert_eq(next_out, 2500);
-	ring_mpsc_free(r);
-}
+#define RING_T ring_mpsc
+#include "tests/ring/ring_test.h"
 
 Test(ring_mpsc, pop_batch_takes_at_most_max_oldest_first_across_the_wrap)
 {
