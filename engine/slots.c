@@ -50,7 +50,8 @@ size_t engine_slots_detach(struct engine_slots *t, unsigned k, uint64_t deadline
 	struct engine_slot *s = &t->slot[k];
 	size_t n = s->nexecs < cap ? s->nexecs : cap;
 
-	memcpy(ids, s->execs, n * sizeof(*ids));
+	if (n)
+		memcpy(ids, s->execs, n * sizeof(*ids));
 	s->client = NULL;
 	if (s->nexecs == 0) {
 		slot_free(s);

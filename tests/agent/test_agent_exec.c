@@ -17,15 +17,12 @@ static struct ah h;
 
 static void boot(void)
 {
-	ah_start(&h, NULL);
-	ah_boot(&h);
+	ah_start_booted(&h);
 }
 
 static void stop(void)
 {
-	int st = ah_stop(&h);
-
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "agent exit status %d", st);
+	ah_stop_ok(&h);
 }
 
 TestSuite(agent_exec, .init = boot, .fini = stop, .timeout = 60);

@@ -55,26 +55,9 @@ static void tcp_connect(uint32_t id, const char *host, uint16_t port)
 	ah_send(&h, id, &m);
 }
 
-static void tcp_send(uint32_t id, enum proto_type t, const void *p, size_t n)
-{
-	struct proto_msg m = {.type = t};
-
-	m.u.data = (struct proto_data){p, n};
-	ah_send(&h, id, &m);
-}
-
-static void expect(uint32_t id, enum proto_type t)
-{
-	ah_recv(&h, 20000, false);
-	cr_assert_eq(h.frame.id, id, "frame %s for id %u, expected %s for %u",
-		proto_type_name(h.msg.type), h.frame.id, proto_type_name(t), id);
-	cr_assert_eq(h.msg.type, t, "id %u: got %s, expected %s", id, proto_type_name(h.msg.type),
-		proto_type_name(t));
-}
-
 static void expect_failed(uint32_t id, const char *want)
 {
-	expect(id, PROTO_T_TCP_FAILED);
+	ah_expect(&h, id, PROTO_T_TCP_FAILED, 20000);
 	cr_assert(h.frame.flags & PROTO_FLAG_TERMINAL);
 	cr_assert(h.msg.u.tcp_failed.error.len == strlen(want) &&
 		memcmp(h.msg.u.tcp_failed.error.ptr, want, strlen(want)) == 0,
@@ -88,7 +71,7 @@ static void ping_barrier(void)
 	struct proto_msg m = {.type = PROTO_T_PING};
 
 	ah_send(&h, PING_ID, &m);
-	expect(PING_ID, PROTO_T_PONG);
+	ah_expect(&h, PING_ID, PROTO_T_PONG, 20000);
 }
 
 static void expect_quiet(int ms)
@@ -161,7 +144,7 @@ static void expect_data(uint32_t id, void *buf, size_t n)
 	size_t got = 0;
 
 	while (got < n) {
-		expect(id, PROTO_T_TCP_DATA);
+		ah_expect(&h, id, PROTO_T_TCP_DATA, 20000);
 		cr_assert_leq(got + h.msg.u.data.len, n);
 		memcpy((char *)buf + got, h.msg.u.data.ptr, h.msg.u.data.len);
 		got += h.msg.u.data.len;
@@ -517,16 +500,16 @@ Test(agent_resolve_ns, a_name_from_etc_hosts_connects_and_carries_data)
 	need_ns();
 	lfd = listen_loopback(&port);
 	tcp_connect(1, "one.sw-hosts", port);
-	expect(1, PROTO_T_TCP_CONNECTED);
+	ah_expect(&h, 1, PROTO_T_TCP_CONNECTED, 20000);
 	fd = accept_within(lfd, 5000);
 	cr_assert_geq(fd, 0);
-	tcp_send(1, PROTO_T_TCP_DATA, "hello", 5);
+	ah_send_data(&h, 1, PROTO_T_TCP_DATA, "hello", 5);
 	recv_exact(fd, buf, 5);
 	cr_assert(memcmp(buf, "hello", 5) == 0);
 	cr_assert_eq(send(fd, "back", 4, 0), 4);
 	expect_data(1, buf, 4);
 	cr_assert(memcmp(buf, "back", 4) == 0);
-	tcp_send(1, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, 1, PROTO_T_TCP_CLOSE, NULL, 0);
 	ping_barrier();
 	cr_assert_not(stub_saw("one.sw-hosts"), "a name of /etc/hosts went to DNS");
 	close(fd);
@@ -564,13 +547,13 @@ Test(agent_resolve_ns, every_address_is_tried_in_order_until_one_connects)
 	lfd = listen_at((struct sockaddr *)&ss[n - 1], lens[n - 1], &port);
 	cr_assert_geq(lfd, 0);
 	tcp_connect(2, "multi.sw-hosts", port);
-	expect(2, PROTO_T_TCP_CONNECTED);
+	ah_expect(&h, 2, PROTO_T_TCP_CONNECTED, 20000);
 	fd = accept_within(lfd, 5000);
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(getsockname(fd, (struct sockaddr *)&peer, &pl), 0);
 	cr_assert_eq(((struct sockaddr_in *)&peer)->sin_addr.s_addr,
 		((struct sockaddr_in *)&ss[n - 1])->sin_addr.s_addr);
-	tcp_send(2, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, 2, PROTO_T_TCP_CLOSE, NULL, 0);
 	ping_barrier();
 	close(fd);
 	close(lfd);
@@ -622,17 +605,17 @@ Test(agent_resolve_ns, host_data_and_eof_sent_during_the_lookup_reach_the_destin
 	stub_hold();
 	tcp_connect(5, "early.sw-test", port);
 	stub_wait_query();
-	tcp_send(5, PROTO_T_TCP_DATA, "sent early", 10);
-	tcp_send(5, PROTO_T_TCP_EOF, NULL, 0);
+	ah_send_data(&h, 5, PROTO_T_TCP_DATA, "sent early", 10);
+	ah_send_data(&h, 5, PROTO_T_TCP_EOF, NULL, 0);
 	ping_barrier(); /* the loop took both while the lookup waits */
 	stub_release();
-	expect(5, PROTO_T_TCP_CONNECTED);
+	ah_expect(&h, 5, PROTO_T_TCP_CONNECTED, 20000);
 	fd = accept_within(lfd, 5000);
 	cr_assert_geq(fd, 0);
 	recv_exact(fd, buf, 10);
 	cr_assert(memcmp(buf, "sent early", 10) == 0);
 	cr_assert_eq(recv(fd, buf, sizeof(buf), 0), 0, "the host's EOF reaches the destination");
-	tcp_send(5, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, 5, PROTO_T_TCP_CLOSE, NULL, 0);
 	close(fd);
 	close(lfd);
 }
@@ -648,13 +631,13 @@ Test(agent_resolve_ns, close_during_a_lookup_drops_its_answer_even_when_the_id_i
 	tcp_connect(6, "first.sw-test", port);
 	stub_wait_query();                    /* the thread is inside that lookup */
 	tcp_connect(7, "skipped.sw-test", port); /* queued behind it */
-	tcp_send(6, PROTO_T_TCP_CLOSE, NULL, 0);
-	tcp_send(7, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, 6, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, 7, PROTO_T_TCP_CLOSE, NULL, 0);
 	tcp_connect(6, "second.sw-test", port); /* the same id, a new stream */
 	ping_barrier();                       /* close gets no reply */
 	stub_release();
 	/* first's answer is dropped, skipped's lookup never runs, second's connects. */
-	expect(6, PROTO_T_TCP_CONNECTED);
+	ah_expect(&h, 6, PROTO_T_TCP_CONNECTED, 20000);
 	fd = accept_within(lfd, 5000);
 	cr_assert_geq(fd, 0);
 	ping_barrier();
@@ -662,7 +645,7 @@ Test(agent_resolve_ns, close_during_a_lookup_drops_its_answer_even_when_the_id_i
 	cr_assert_lt(accept_within(lfd, 300), 0, "a closed stream's lookup made a connection");
 	cr_assert(stub_saw("second.sw-test"));
 	cr_assert_not(stub_saw("skipped.sw-test"), "a lookup closed before it ran still ran");
-	tcp_send(6, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, 6, PROTO_T_TCP_CLOSE, NULL, 0);
 	close(fd);
 	close(lfd);
 }
@@ -707,7 +690,7 @@ Test(agent_resolve_ns, many_lookups_wait_while_another_stream_keeps_flowing)
 	lfd = listen_loopback(&port);
 	efd = listen_loopback(&eport);
 	tcp_connect(FLOW, "127.0.0.1", eport);
-	expect(FLOW, PROTO_T_TCP_CONNECTED);
+	ah_expect(&h, FLOW, PROTO_T_TCP_CONNECTED, 20000);
 	fd = accept_within(efd, 5000);
 	cr_assert_geq(fd, 0);
 
@@ -721,7 +704,7 @@ Test(agent_resolve_ns, many_lookups_wait_while_another_stream_keeps_flowing)
 	for (int r = 0; r < ROUNDS; r++) {
 		for (size_t i = 0; i < SIZE; i++)
 			out[i] = (uint8_t)(i * 7 + (size_t)r);
-		tcp_send(FLOW, PROTO_T_TCP_DATA, out, SIZE);
+		ah_send_data(&h, FLOW, PROTO_T_TCP_DATA, out, SIZE);
 		recv_exact(fd, in, SIZE);
 		cr_assert(memcmp(in, out, SIZE) == 0, "round %d host->destination", r);
 		cr_assert_eq(send(fd, in, SIZE, 0), SIZE);
@@ -741,8 +724,8 @@ Test(agent_resolve_ns, many_lookups_wait_while_another_stream_keeps_flowing)
 		nconn++;
 	cr_assert_eq(nconn, NAMES);
 	for (uint32_t i = 0; i < NAMES; i++)
-		tcp_send(i + 1, PROTO_T_TCP_CLOSE, NULL, 0);
-	tcp_send(FLOW, PROTO_T_TCP_CLOSE, NULL, 0);
+		ah_send_data(&h, i + 1, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, FLOW, PROTO_T_TCP_CLOSE, NULL, 0);
 	ping_barrier();
 	for (int i = 0; i < nconn; i++)
 		close(conns[i]);
@@ -788,10 +771,10 @@ Test(agent_resolve_ns, a_full_lookup_queue_fails_the_next_name_at_once)
 	/* Every slot is free again. */
 	lfd = listen_loopback(&port);
 	tcp_connect(RESOLVE_MAX + 2, "after.sw-test", port);
-	expect(RESOLVE_MAX + 2, PROTO_T_TCP_CONNECTED);
+	ah_expect(&h, RESOLVE_MAX + 2, PROTO_T_TCP_CONNECTED, 20000);
 	fd = accept_within(lfd, 5000);
 	cr_assert_geq(fd, 0);
-	tcp_send(RESOLVE_MAX + 2, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, RESOLVE_MAX + 2, PROTO_T_TCP_CLOSE, NULL, 0);
 	ping_barrier();
 	close(fd);
 	close(lfd);
@@ -841,10 +824,10 @@ Test(agent_resolve_sys, a_name_of_this_machine_connects)
 	if (lfd < 0)
 		cr_skip_test("none of ip6-localhost, ip6-loopback, `%s` is a local address here", self);
 	tcp_connect(1, name, port);
-	expect(1, PROTO_T_TCP_CONNECTED);
+	ah_expect(&h, 1, PROTO_T_TCP_CONNECTED, 20000);
 	fd = accept_within(lfd, 5000);
 	cr_assert_geq(fd, 0, "%s: no connection", name);
-	tcp_send(1, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, 1, PROTO_T_TCP_CLOSE, NULL, 0);
 	ping_barrier();
 	close(fd);
 	close(lfd);

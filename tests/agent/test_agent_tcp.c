@@ -22,15 +22,12 @@ static struct ah h;
 
 static void boot(void)
 {
-	ah_start(&h, NULL);
-	ah_boot(&h);
+	ah_start_booted(&h);
 }
 
 static void stop(void)
 {
-	int st = ah_stop(&h);
-
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "agent exit status %d", st);
+	ah_stop_ok(&h);
 }
 
 TestSuite(agent_tcp, .init = boot, .fini = stop, .timeout = 120);
@@ -59,22 +56,6 @@ static void tcp_connect(uint32_t id, uint16_t port)
 	ah_send(&h, id, &m);
 }
 
-static void tcp_send(uint32_t id, enum proto_type t, const void *p, size_t n)
-{
-	struct proto_msg m = {.type = t};
-
-	m.u.data = (struct proto_data){p, n};
-	ah_send(&h, id, &m);
-}
-
-static void expect(uint32_t id, enum proto_type t)
-{
-	ah_recv(&h, 10000, false);
-	cr_assert_eq(h.frame.id, id, "frame for id %u, expected %u", h.frame.id, id);
-	cr_assert_eq(h.msg.type, t, "got %s, expected %s", proto_type_name(h.msg.type),
-		proto_type_name(t));
-}
-
 static uint8_t pattern(uint64_t i, uint32_t seed)
 {
 	return (uint8_t)((i * 2654435761u + seed) >> 13);
@@ -89,7 +70,7 @@ Test(agent_tcp, refused_connect_gives_one_terminal_failure_naming_host_and_port)
 
 	close(lfd); /* nothing listens there now */
 	tcp_connect(3, port);
-	expect(3, PROTO_T_TCP_FAILED);
+	ah_expect(&h, 3, PROTO_T_TCP_FAILED, 10000);
 	cr_assert(h.frame.flags & PROTO_FLAG_TERMINAL);
 	snprintf(want, sizeof(want), "connect 127.0.0.1:%u: Connection refused (os error 111)", port);
 	cr_assert_eq(h.msg.u.tcp_failed.error.len, strlen(want));
@@ -97,7 +78,7 @@ Test(agent_tcp, refused_connect_gives_one_terminal_failure_naming_host_and_port)
 	/* Nothing more for that id; the channel is still fine. */
 	m = (struct proto_msg){.type = PROTO_T_PING};
 	ah_send(&h, 4, &m);
-	expect(4, PROTO_T_PONG);
+	ah_expect(&h, 4, PROTO_T_PONG, 10000);
 }
 
 /* Destination for the bulk test: sends <total> bytes and reads <total> bytes at once. */
@@ -169,10 +150,10 @@ Test(agent_tcp, carries_64_mib_each_way_intact_with_half_close)
 
 			for (size_t i = 0; i < n; i++)
 				out[i] = pattern(sent + i, 99);
-			tcp_send(1, PROTO_T_TCP_DATA, out, n);
+			ah_send_data(&h, 1, PROTO_T_TCP_DATA, out, n);
 			sent += n;
 			if (sent == d.total)
-				tcp_send(1, PROTO_T_TCP_EOF, NULL, 0);
+				ah_send_data(&h, 1, PROTO_T_TCP_EOF, NULL, 0);
 		}
 		while (ah_recv(&h, connected && sent < d.total ? 0 : 10000, true)) {
 			cr_assert_eq(h.frame.id, 1);
@@ -199,7 +180,7 @@ Test(agent_tcp, carries_64_mib_each_way_intact_with_half_close)
 	pthread_join(tr, NULL); /* ends at the EOF our tcp.eof caused */
 	cr_assert_eq(d.got, d.total);
 	cr_assert_eq(d.bad_at, -1, "host->guest byte %d wrong", d.bad_at);
-	tcp_send(1, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, 1, PROTO_T_TCP_CLOSE, NULL, 0);
 	close(d.fd);
 	close(d.lfd);
 }
@@ -213,22 +194,22 @@ Test(agent_tcp, destination_eof_keeps_the_stream_open_for_host_writes)
 
 	tcp_connect(9, port);
 	fd = accept(lfd, NULL, NULL);
-	expect(9, PROTO_T_TCP_CONNECTED);
+	ah_expect(&h, 9, PROTO_T_TCP_CONNECTED, 10000);
 	cr_assert_eq(send(fd, "bye", 3, 0), 3);
 	shutdown(fd, SHUT_WR);
-	expect(9, PROTO_T_TCP_DATA);
+	ah_expect(&h, 9, PROTO_T_TCP_DATA, 10000);
 	cr_assert_eq(h.msg.u.data.len, 3);
-	expect(9, PROTO_T_TCP_EOF);
+	ah_expect(&h, 9, PROTO_T_TCP_EOF, 10000);
 	cr_assert_eq(h.frame.flags, 0, "tcp.eof is not terminal");
 
 	/* The host can still write; the destination still reads. */
-	tcp_send(9, PROTO_T_TCP_DATA, "still here", 10);
+	ah_send_data(&h, 9, PROTO_T_TCP_DATA, "still here", 10);
 	n = recv(fd, buf, sizeof(buf), 0);
 	cr_assert_eq(n, 10);
 	cr_assert(memcmp(buf, "still here", 10) == 0);
-	tcp_send(9, PROTO_T_TCP_EOF, NULL, 0);
+	ah_send_data(&h, 9, PROTO_T_TCP_EOF, NULL, 0);
 	cr_assert_eq(recv(fd, buf, sizeof(buf), 0), 0, "host EOF reaches the destination");
-	tcp_send(9, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, 9, PROTO_T_TCP_CLOSE, NULL, 0);
 	close(fd);
 	close(lfd);
 }
@@ -243,11 +224,11 @@ Test(agent_tcp, close_while_data_flows_stops_the_stream_without_a_reply)
 
 	tcp_connect(5, port);
 	fd = accept(lfd, NULL, NULL);
-	expect(5, PROTO_T_TCP_CONNECTED);
+	ah_expect(&h, 5, PROTO_T_TCP_CONNECTED, 10000);
 	/* Fill the pipe from the destination side, then close from the host. */
 	while (send(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
 		;
-	tcp_send(5, PROTO_T_TCP_CLOSE, NULL, 0);
+	ah_send_data(&h, 5, PROTO_T_TCP_CLOSE, NULL, 0);
 	ah_send(&h, 6, &m);
 	/* Data frames already queued may arrive; then the pong, and nothing for id 5 after it. */
 	for (;;) {
@@ -344,7 +325,7 @@ Test(agent_tcp, serves_100_streams_at_once)
 			connected++;
 			for (size_t i = 0; i < SIZE; i++)
 				data[i] = pattern(i, id);
-			tcp_send(id, PROTO_T_TCP_DATA, data, SIZE);
+			ah_send_data(&h, id, PROTO_T_TCP_DATA, data, SIZE);
 		} else if (h.msg.type == PROTO_T_TCP_DATA) {
 			const uint8_t *p = h.msg.u.data.ptr;
 
@@ -355,7 +336,7 @@ Test(agent_tcp, serves_100_streams_at_once)
 			cr_assert_leq(got[id], SIZE);
 			if (got[id] == SIZE) {
 				complete++;
-				tcp_send(id, PROTO_T_TCP_CLOSE, NULL, 0);
+				ah_send_data(&h, id, PROTO_T_TCP_CLOSE, NULL, 0);
 			}
 		} else {
 			cr_assert_fail("stream %u: unexpected %s", id, proto_type_name(h.msg.type));
@@ -370,7 +351,7 @@ Test(agent_tcp, serves_100_streams_at_once)
 
 Test(agent_tcp, data_for_an_unknown_stream_is_answered_with_failed)
 {
-	tcp_send(77, PROTO_T_TCP_DATA, "x", 1);
-	expect(77, PROTO_T_TCP_FAILED);
+	ah_send_data(&h, 77, PROTO_T_TCP_DATA, "x", 1);
+	ah_expect(&h, 77, PROTO_T_TCP_FAILED, 10000);
 	cr_assert(h.msg.u.tcp_failed.error.len == strlen("unknown TCP session: 77"));
 }

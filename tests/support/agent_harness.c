@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 const char *ah_agent_path(void)
 {
@@ -110,12 +111,39 @@ void ah_exec(struct ah *h, uint32_t id, bool tty, const char *cmd, ...)
 	ah_send(h, id, &m);
 }
 
-size_t ah_stdin(struct ah *h, uint32_t id, const void *p, size_t n)
+size_t ah_send_data(struct ah *h, uint32_t id, enum proto_type t, const void *p, size_t n)
 {
-	struct proto_msg m = {.type = PROTO_T_EXEC_STDIN};
+	struct proto_msg m = {.type = t};
 
 	m.u.data = (struct proto_data){p, n};
 	return ah_send(h, id, &m);
+}
+
+size_t ah_stdin(struct ah *h, uint32_t id, const void *p, size_t n)
+{
+	return ah_send_data(h, id, PROTO_T_EXEC_STDIN, p, n);
+}
+
+void ah_expect(struct ah *h, uint32_t id, enum proto_type t, int timeout_ms)
+{
+	ah_recv(h, timeout_ms, false);
+	cr_assert_eq(h->frame.id, id, "frame %s for id %u, expected %s for %u",
+		proto_type_name(h->msg.type), h->frame.id, proto_type_name(t), id);
+	cr_assert_eq(h->msg.type, t, "id %u: got %s, expected %s", id,
+		proto_type_name(h->msg.type), proto_type_name(t));
+}
+
+void ah_start_booted(struct ah *h)
+{
+	ah_start(h, NULL);
+	ah_boot(h);
+}
+
+void ah_stop_ok(struct ah *h)
+{
+	int st = ah_stop(h);
+
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "agent exit status %d", st);
 }
 
 /* Append with geometric growth (a 64 MiB stream must not be quadratic). */

@@ -81,5 +81,12 @@ void ah_exec_wait(struct ah *h, uint32_t id, struct ah_exec_result *r);
 void ah_exec_result_free(struct ah_exec_result *r);
 /* Close the console and wait for the agent; returns its wait status. */
 int ah_stop(struct ah *h);
+/* ah_start + ah_boot, and ah_stop expecting exit status 0: suite fixtures. */
+void ah_start_booted(struct ah *h);
+void ah_stop_ok(struct ah *h);
+/* Send a data message (exec.stdin, tcp.data, fs.data) or an empty-map one (tcp.eof ...). */
+size_t ah_send_data(struct ah *h, uint32_t id, enum proto_type t, const void *p, size_t n);
+/* Receive the next frame and require it to be <t> on <id>. */
+void ah_expect(struct ah *h, uint32_t id, enum proto_type t, int timeout_ms);
 
 #endif /* SW_TESTS_AGENT_HARNESS_H */
