@@ -276,6 +276,15 @@ static void fs_fail_os(struct agent *a, uint32_t id, const char *op, int rc)
 	fs_fail(a, id, "%s: %s", op, why);
 }
 
+/* The answer of an op without data: ok, or "<op>: <error text>" for a negative <rc>. */
+static void fs_done(struct agent *a, uint32_t id, const char *op, int rc)
+{
+	if (rc < 0)
+		fs_fail_os(a, id, op, rc);
+	else
+		fs_reply(a, id, NULL);
+}
+
 /* ---- paths and entries -------------------------------------------------------- */
 
 /* Copy wire string <s> into <dst> (PATH_MAX bytes).  Returns 0 or a negative code. */
@@ -696,19 +705,23 @@ static void fs_op_read_link(struct agent *a, uint32_t id, const struct proto_fs_
 		fs_reply_path(a, id, out);
 }
 
-static void fs_op_symlink(struct agent *a, uint32_t id, const struct proto_fs_request *rq)
+/* An op on two paths done by one call <fn>(first, second): symlink, rename. */
+static void fs_two_paths(struct agent *a, uint32_t id, const char *op, struct proto_str first,
+	struct proto_str second, int (*fn)(const char *, const char *))
 {
-	char target[PATH_MAX], link[PATH_MAX];
-	int rc = fs_path(target, rq->target);
+	char p1[PATH_MAX], p2[PATH_MAX];
+	int rc = fs_path(p1, first);
 
 	if (rc == 0)
-		rc = fs_path(link, rq->link_path);
-	if (rc == 0 && symlink(target, link) < 0)
+		rc = fs_path(p2, second);
+	if (rc == 0 && fn(p1, p2) < 0)
 		rc = -errno;
-	if (rc < 0)
-		fs_fail_os(a, id, "symlink", rc);
-	else
-		fs_reply(a, id, NULL);
+	fs_done(a, id, op, rc);
+}
+
+static void fs_op_symlink(struct agent *a, uint32_t id, const struct proto_fs_request *rq)
+{
+	fs_two_paths(a, id, "symlink", rq->target, rq->link_path, symlink);
 }
 
 /*
@@ -771,10 +784,7 @@ static void fs_op_remove(struct agent *a, uint32_t id, const struct proto_fs_req
 
 	if (rc == 0 && unlink(p) < 0)
 		rc = -errno;
-	if (rc < 0)
-		fs_fail_os(a, id, "remove", rc);
-	else
-		fs_reply(a, id, NULL);
+	fs_done(a, id, "remove", rc);
 }
 
 /*
@@ -849,10 +859,7 @@ static void fs_op_remove_dir(struct agent *a, uint32_t id, const struct proto_fs
 		else
 			rc = fs_remove_tree(AT_FDCWD, p);
 	}
-	if (rc < 0)
-		fs_fail_os(a, id, "remove_dir", rc);
-	else
-		fs_reply(a, id, NULL);
+	fs_done(a, id, "remove_dir", rc);
 }
 
 /* Copy every byte of <in> to <out>: copy_file_range, else sendfile.  Returns 0 or -errno. */
@@ -914,25 +921,12 @@ done:
 		rc = -errno;
 	if (in >= 0)
 		close(in);
-	if (rc < 0)
-		fs_fail_os(a, id, "copy", rc);
-	else
-		fs_reply(a, id, NULL);
+	fs_done(a, id, "copy", rc);
 }
 
 static void fs_op_rename(struct agent *a, uint32_t id, const struct proto_fs_request *rq)
 {
-	char src[PATH_MAX], dst[PATH_MAX];
-	int rc = fs_path(src, rq->src);
-
-	if (rc == 0)
-		rc = fs_path(dst, rq->dst);
-	if (rc == 0 && rename(src, dst) < 0)
-		rc = -errno;
-	if (rc < 0)
-		fs_fail_os(a, id, "rename", rc);
-	else
-		fs_reply(a, id, NULL);
+	fs_two_paths(a, id, "rename", rq->src, rq->dst, rename);
 }
 
 /* ---- handles ------------------------------------------------------------------ */
@@ -1191,10 +1185,7 @@ static void fs_op_close_handle(struct agent *a, uint32_t id, const struct proto_
 	if (!h)
 		return;
 	rc = fs_handle_close(a, h);
-	if (rc < 0)
-		fs_fail_os(a, id, "close", rc);
-	else
-		fs_reply(a, id, NULL);
+	fs_done(a, id, "close", rc);
 }
 
 /* ReadDir: up to <limit> further entries, fewer when the page fills a frame (F15). */
@@ -1292,10 +1283,7 @@ static void fs_op_fsetstat(struct agent *a, uint32_t id, const struct proto_fs_r
 		if (futimens(h->fd, ts) < 0)
 			rc = -errno;
 	}
-	if (rc < 0)
-		fs_fail_os(a, id, "fsetstat", rc);
-	else
-		fs_reply(a, id, NULL);
+	fs_done(a, id, "fsetstat", rc);
 }
 
 /* ---- streams ------------------------------------------------------------------ */

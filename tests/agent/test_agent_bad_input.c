@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "proto/cbor_wr.h"
+#include "tests/proto/proto_test.h"
 #include "tests/support/agent_harness.h"
 
 static struct ah h;
@@ -25,35 +25,22 @@ static void boot(void)
 
 TestSuite(agent_bad_input, .init = boot, .timeout = 60);
 
-/* A frame with a hand-built body: {v, t, p} where p is <payload> bytes. */
+/* A frame with a hand-built body {v, t, p} where p is <payload> bytes. */
 static void send_envelope(uint32_t id, uint8_t flags, unsigned v, const char *t,
 	const void *payload, size_t plen)
 {
-	uint8_t frame[512];
-	struct cbw w;
-	long n;
+	uint8_t body[512], frame[512];
 
-	cbw_init(&w, frame + 9, sizeof(frame) - 9);
-	cbw_map(&w, 3);
-	cbw_key(&w, "v");
-	cbw_uint(&w, v);
-	cbw_key(&w, "t");
-	cbw_cstr(&w, t);
-	cbw_key(&w, "p");
-	cbw_bytes(&w, payload, plen);
-	n = cbw_finish(&w);
-	cr_assert_gt(n, 0);
-	proto_frame_header_write(frame, (uint32_t)n + 5, id, flags);
-	ah_send_raw(&h, frame, (size_t)n + 9);
+	ah_send_raw(&h, frame,
+		tframe(frame, sizeof(frame), id, flags, body,
+			tbody(body, sizeof(body), v, t, payload, plen)));
 }
 
 static void send_body(uint32_t id, const void *body, size_t n)
 {
 	uint8_t frame[512];
 
-	proto_frame_header_write(frame, (uint32_t)n + 5, id, 0);
-	memcpy(frame + 9, body, n);
-	ah_send_raw(&h, frame, n + 9);
+	ah_send_raw(&h, frame, tframe(frame, sizeof(frame), id, 0, body, n));
 }
 
 static void expect_error(uint32_t id, enum proto_error_kind kind, const char *offending)
