@@ -1,0 +1,725 @@
+/*
+ * engine/port.c - published ports: one SO_REUSEPORT listener per shard for
+ * each [IP:]HOST_PORT:GUEST_PORT; every accepted connection becomes a
+ * core.tcp.connect stream to 127.0.0.1:GUEST_PORT dialled by the agent.
+ *
+ * Host -> guest: the kernel receives into a chunk; the tcp.data header is
+ * written into the chunk's headroom and the chunk goes to the console by
+ * reference.  Guest -> host: the payload of a canonical tcp.data frame is
+ * written to the socket straight from the console's receive chunks (the
+ * prefix is skipped); a non-canonical frame is decoded and copied (counted).
+ * Half-close travels both ways as core.tcp.eof.
+ *
+ * owner: struct port, the control thread (counters are atomics); a
+ * listener and a connection, the shard they run on.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine/internal.h"
+#include "proto/data.h"
+#include "proto/envelope.h"
+#include "proto/msg.h"
+#include "ring/chunk.h"
+#include "ring/chunk_pool.h"
+
+#define PORT_BACKLOG 1024
+
+/* owner: its shard. */
+struct port_listener {
+	struct port_listener *next;
+	struct eshard *es;
+	struct port *p; /* a reference */
+	int fd;
+	struct shard_accept acc;
+};
+
+/* owner: its shard. */
+struct pconn {
+	struct pconn *next, *prev;
+	struct eshard *es;
+	int fd;
+	struct port *p; /* a reference */
+	struct link *link;
+	struct shard_recv rx;
+	bool rx_running, rx_want;
+	bool connected;	 /* tcp.connected seen */
+	bool host_eof;	 /* the host peer finished sending; tcp.eof sent */
+	bool guest_eof;	 /* tcp.eof from the guest: shut our write side once flushed */
+	bool ended;	 /* the stream is over (closed, failed, error) */
+	bool closing;
+	struct framer fr;
+	struct segq wq;
+	struct shard_op wop;
+	struct msghdr msg;
+	struct iovec iov[ENGINE_IOV_MAX];
+	bool writing;
+	struct shard_defer wdefer;
+};
+
+static void port_get(struct port *p)
+{
+	atomic_fetch_add(&p->refs, 1);
+}
+
+static void port_put(struct port *p)
+{
+	if (atomic_fetch_sub(&p->refs, 1) != 1)
+		return;
+	sandbox_put(p->sb);
+	free(p->fds);
+	free(p);
+}
+
+static void pc_close(struct pconn *pc, bool reset);
+static void pc_maybe_free(struct pconn *pc);
+static void pc_kick_write(struct pconn *pc);
+
+/* ---- writing to the host peer --------------------------------------------------- */
+
+static void pc_consumed(void *ctx, struct seg *sg, uint32_t n)
+{
+	struct pconn *pc = ctx;
+	struct link *l = sg->tag;
+	uint64_t left;
+
+	if (!l)
+		return;
+	left = atomic_fetch_sub(&l->to_ep, n) - n;
+	if (left < ENGINE_QUEUE_LOW && atomic_load(&l->c_paused) &&
+		atomic_exchange(&l->c_paused, false))
+		link_call_console(pc->es->s, l, console_ep_drained);
+	if (n == sg->len) {
+		sg->tag = NULL;
+		link_put(l);
+	}
+}
+
+static void pc_write_done(struct shard *s, struct shard_op *op, const struct io_uring_cqe *cqe)
+{
+	struct pconn *pc = (struct pconn *)((char *)op - offsetof(struct pconn, wop));
+
+	(void)s;
+	pc->writing = false;
+	if (cqe->res < 0) {
+		pc_close(pc, true);
+		pc_maybe_free(pc);
+		return;
+	}
+	segq_consume(&pc->wq, (size_t)cqe->res, pc_consumed, pc);
+	if (pc->closing) {
+		pc_maybe_free(pc);
+		return;
+	}
+	pc_kick_write(pc);
+}
+
+static void pc_kick_write(struct pconn *pc)
+{
+	struct io_uring_sqe *sqe;
+
+	if (pc->writing || pc->closing)
+		return;
+	if (!pc->wq.n) {
+		if (pc->guest_eof) {
+			shutdown(pc->fd, SHUT_WR);
+			pc->guest_eof = false;
+		}
+		if (pc->ended)
+			pc_close(pc, false);
+		return;
+	}
+	sqe = shard_sqe(pc->es->s);
+	if (!sqe) {
+		shard_defer(pc->es->s, &pc->wdefer);
+		return;
+	}
+	pc->msg = (struct msghdr){.msg_iov = pc->iov};
+	pc->msg.msg_iovlen = segq_iov(&pc->wq, pc->iov, ENGINE_IOV_MAX);
+	io_uring_prep_sendmsg(sqe, pc->fd, &pc->msg, MSG_NOSIGNAL);
+	shard_submit(pc->es->s, sqe, &pc->wop);
+	pc->writing = true;
+}
+
+static void pc_wdefer(struct shard *s, struct shard_defer *d)
+{
+	(void)s;
+	pc_kick_write((struct pconn *)((char *)d - offsetof(struct pconn, wdefer)));
+}
+
+/* ---- frames from the guest ------------------------------------------------------------- */
+
+static void frame_drop(struct seg_frame *fr)
+{
+	for (uint32_t i = 0; i < fr->nseg; i++)
+		seg_release(&fr->seg[i]);
+}
+
+/*
+ * Bytes in front of the payload when <fr> is a canonical core.tcp.data
+ * frame (what the reference and sandwire-agent write), else 0.
+ */
+static size_t data_prefix(const struct seg_frame *fr, const uint8_t *head, size_t nhead)
+{
+	size_t total = (size_t)fr->len + PROTO_LEN_SIZE;
+	uint8_t want[64];
+
+	for (size_t p = 24; p <= 60 && p <= total && p <= nhead; p++) {
+		size_t pl = total - p;
+		long n;
+
+		if (proto_data_prefix_size(PROTO_T_TCP_DATA, pl) != p)
+			continue;
+		n = proto_data_prefix_write(want, sizeof(want), PROTO_T_TCP_DATA, fr->id, pl);
+		if (n == (long)p && !memcmp(want, head, p))
+			return p;
+	}
+	return 0;
+}
+
+/* Queue the payload of data frame <fr> (segments after <skip> bytes) for the socket. */
+static void pc_queue_payload(struct pconn *pc, struct seg_frame *fr, size_t skip)
+{
+	for (uint32_t i = 0; i < fr->nseg; i++) {
+		struct seg *sg = &fr->seg[i];
+
+		if (skip >= sg->len) {
+			skip -= sg->len;
+			atomic_fetch_sub(&pc->link->to_ep, sg->len);
+			seg_release(sg);
+			continue;
+		}
+		sg->p += skip;
+		atomic_fetch_sub(&pc->link->to_ep, skip);
+		sg->len -= (uint32_t)skip;
+		skip = 0;
+		link_get(pc->link);
+		sg->tag = pc->link;
+		if (segq_push(&pc->wq, sg) < 0) {
+			pc_consumed(pc, sg, sg->len);
+			seg_release(sg);
+		}
+	}
+}
+
+static void pc_start_reading(struct pconn *pc)
+{
+	struct shard *s = pc->es->s;
+
+	pc->rx_want = true;
+	if (!pc->rx_running && !pc->host_eof && shard_recv_start(s, &pc->rx, pc->fd, pc->rx.fn) == 0)
+		pc->rx_running = true;
+}
+
+static void pc_frame(void *ctx, struct seg_frame *fr)
+{
+	struct pconn *pc = ctx;
+	struct shard *s = pc->es->s;
+	size_t total = (size_t)fr->len + PROTO_LEN_SIZE, skip;
+	uint8_t head[64], *flat = NULL;
+	struct proto_frame f;
+	struct proto_msg m;
+	size_t nhead = seg_frame_peek(fr, head, sizeof(head));
+
+	if (pc->closing) {
+		atomic_fetch_sub(&pc->link->to_ep, total);
+		frame_drop(fr);
+		return;
+	}
+	if ((skip = data_prefix(fr, head, nhead)) > 0) {
+		pc_queue_payload(pc, fr, skip);
+		pc_kick_write(pc);
+		return;
+	}
+	/* Control frames (small) and non-canonical data frames: decode a flat copy. */
+	atomic_fetch_sub(&pc->link->to_ep, total);
+	flat = malloc(total);
+	if (!flat) {
+		frame_drop(fr);
+		pc_close(pc, true);
+		return;
+	}
+	seg_frame_peek(fr, flat, total);
+	frame_drop(fr);
+	if (proto_frame_parse(flat, total, &f) <= 0 || proto_frame_decode(&f, &m, NULL, NULL) < 0) {
+		stat_add(&pc->es->st.drops, 1);
+		goto out;
+	}
+	switch (m.type) {
+	case PROTO_T_TCP_CONNECTED:
+		pc->connected = true;
+		pc_start_reading(pc);
+		break;
+	case PROTO_T_TCP_DATA: {
+		struct seg sg = seg_heap_copy(m.u.data.ptr, m.u.data.len);
+
+		stat_add(&pc->es->st.copies, 1);
+		stat_add(&pc->es->st.copy_bytes, m.u.data.len);
+		if (!sg.p || segq_push(&pc->wq, &sg) < 0)
+			seg_release(&sg);
+		break;
+	}
+	case PROTO_T_TCP_EOF:
+		pc->guest_eof = true;
+		break;
+	case PROTO_T_TCP_FAILED:
+		shard_log(s, SHARD_LOG_INFO, "published port %u -> guest %u: %.*s", pc->p->spec.host_port,
+			pc->p->spec.guest_port, (int)m.u.tcp_failed.error.len, m.u.tcp_failed.error.ptr);
+		pc->ended = true;
+		pc_close(pc, true);
+		goto out;
+	case PROTO_T_TCP_CLOSED:
+	case PROTO_T_ERROR:
+		pc->ended = true;
+		break;
+	default:
+		stat_add(&pc->es->st.drops, 1);
+		break;
+	}
+	pc_kick_write(pc);
+out:
+	free(flat);
+}
+
+static void pc_deliver(struct shard *s, struct link *l, struct xfer *x)
+{
+	struct pconn *pc = l->ep;
+
+	(void)s;
+	if (!pc || pc->closing) {
+		atomic_fetch_sub(&l->to_ep, x->q.bytes);
+		xfer_drop(x);
+		return;
+	}
+	while (x->q.n) {
+		struct seg sg = x->q.v[x->q.head];
+
+		x->q.head = (x->q.head + 1) & (x->q.cap - 1);
+		x->q.n--;
+		x->q.bytes -= sg.len;
+		if (framer_feed_seg(&pc->fr, &sg, pc_frame, pc) < 0) {
+			pc_close(pc, true);
+			break;
+		}
+	}
+	if (x->q.n)
+		atomic_fetch_sub(&l->to_ep, x->q.bytes);
+	xfer_drop(x);
+}
+
+/* ---- frames to the guest ------------------------------------------------------------------- */
+
+static void pc_send_own(struct pconn *pc, enum proto_type t)
+{
+	uint8_t buf[64];
+	struct proto_msg m = {.type = t};
+	long n = proto_frame_encode(buf, sizeof(buf), pc->link->id_lo, &m);
+
+	if (n > 0)
+		link_send_frame_to_console(pc->es->s, pc->link, buf, (size_t)n);
+}
+
+static void pc_rx(struct shard *s, struct shard_recv *r, struct chunk *c, int res)
+{
+	struct pconn *pc = (struct pconn *)((char *)r - offsetof(struct pconn, rx));
+	struct link *l = pc->link;
+	struct segq q;
+	struct seg sg;
+
+	if (c) {
+		if (pc->closing || proto_data_frame_prepend(c, PROTO_T_TCP_DATA, l->id_lo) < 0) {
+			chunk_put(c);
+			return;
+		}
+		sg = (struct seg){.c = c, .p = chunk_ptr(c), .len = c->len};
+		segq_init(&q);
+		if (segq_push(&q, &sg) < 0) {
+			chunk_put(c);
+			return;
+		}
+		link_send_to_console(s, l, &q);
+		if (atomic_load(&l->to_guest) > ENGINE_QUEUE_HIGH && pc->rx_want) {
+			atomic_store(&l->ep_paused, true);
+			if (atomic_load(&l->to_guest) > ENGINE_QUEUE_LOW ||
+				!atomic_exchange(&l->ep_paused, false)) {
+				stat_add(&pc->es->st.stalls, 1);
+				pc->rx_want = false;
+				shard_recv_stop(s, &pc->rx);
+			}
+		}
+		return;
+	}
+	pc->rx_running = false;
+	if (pc->closing) {
+		pc_maybe_free(pc);
+		return;
+	}
+	if (res == -ECANCELED) {
+		if (pc->rx_want)
+			pc_start_reading(pc);
+		return;
+	}
+	if (res == 0) { /* the host peer half-closed */
+		pc->host_eof = true;
+		pc_send_own(pc, PROTO_T_TCP_EOF);
+		return;
+	}
+	pc_close(pc, true); /* reset: the console detach sends tcp.close */
+	pc_maybe_free(pc);
+}
+
+static void pc_resume(struct shard *s, struct link *l)
+{
+	struct pconn *pc = l->ep;
+
+	(void)s;
+	if (pc && !pc->closing && !pc->rx_want && pc->connected)
+		pc_start_reading(pc);
+}
+
+static void pc_attached(struct shard *s, struct link *l)
+{
+	struct pconn *pc = l->ep;
+
+	if (!pc || pc->closing) {
+		if (l->attach_rc == 0)
+			link_call_console(s, l, console_detach);
+		return;
+	}
+	if (l->attach_rc < 0) {
+		shard_log(s, SHARD_LOG_WARN, "published port %u: %s", pc->p->spec.host_port, l->why);
+		pc_close(pc, true);
+		pc_maybe_free(pc);
+	}
+}
+
+static void pc_gone(struct shard *s, struct link *l)
+{
+	struct pconn *pc = l->ep;
+
+	(void)s;
+	if (!pc || pc->closing)
+		return;
+	pc_close(pc, true);
+	pc_maybe_free(pc);
+}
+
+const struct link_ops pconn_link_ops = {
+	.attached = pc_attached,
+	.deliver = pc_deliver,
+	.gone = pc_gone,
+	.resume = pc_resume,
+};
+
+/* ---- connection lifecycle -------------------------------------------------------------------- */
+
+static void pc_close(struct pconn *pc, bool reset)
+{
+	struct shard *s = pc->es->s;
+
+	if (pc->closing)
+		return;
+	pc->closing = true;
+	if (reset) {
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+		setsockopt(pc->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	pc->rx_want = false;
+	if (pc->rx_running)
+		shard_recv_stop(s, &pc->rx);
+	if (pc->writing)
+		shard_cancel(s, &pc->wop);
+	pc->link->ep = NULL;
+	link_call_console(s, pc->link, console_detach);
+}
+
+static void pc_maybe_free(struct pconn *pc)
+{
+	struct eshard *es = pc->es;
+
+	if (!pc->closing || pc->rx_running || pc->writing || pc->wop.inflight)
+		return;
+	shard_defer_cancel(es->s, &pc->wdefer);
+	segq_consume(&pc->wq, pc->wq.bytes, pc_consumed, pc);
+	segq_clear(&pc->wq);
+	framer_destroy(&pc->fr);
+	link_put(pc->link);
+	close(pc->fd);
+	atomic_fetch_sub(&pc->p->active, 1);
+	port_put(pc->p);
+	if (pc->prev)
+		pc->prev->next = pc->next;
+	else
+		es->pconns = pc->next;
+	if (pc->next)
+		pc->next->prev = pc->prev;
+	stat_add(&es->st.port_conns, (uint64_t)-1);
+	free(pc);
+}
+
+static void pc_new(struct eshard *es, struct port *p, int fd)
+{
+	struct shard *s = es->s;
+	struct pconn *pc = calloc(1, sizeof(*pc));
+
+	if (!pc || !(pc->link = link_new(LINK_PORT, &pconn_link_ops, s, pc, p->sb))) {
+		free(pc);
+		close(fd);
+		atomic_fetch_add(&p->refused, 1);
+		return;
+	}
+	port_get(p);
+	atomic_fetch_add(&p->active, 1);
+	atomic_fetch_add(&p->accepted, 1);
+	pc->es = es;
+	pc->fd = fd;
+	pc->p = p;
+	framer_init(&pc->fr, PROTO_MAX_FRAME_LEN);
+	segq_init(&pc->wq);
+	shard_op_init(&pc->wop, pc_write_done);
+	shard_defer_init(&pc->wdefer, pc_wdefer);
+	pc->rx.fn = pc_rx;
+	snprintf(pc->link->port_host, sizeof(pc->link->port_host), "127.0.0.1");
+	pc->link->port_guest = p->spec.guest_port;
+	pc->next = es->pconns;
+	if (es->pconns)
+		es->pconns->prev = pc;
+	es->pconns = pc;
+	stat_add(&es->st.port_conns, 1);
+	if (link_call_console(s, pc->link, console_attach) < 0) {
+		pc_close(pc, true);
+		pc_maybe_free(pc);
+	}
+}
+
+/* ---- listeners ------------------------------------------------------------------------------------ */
+
+static void pl_accept(struct shard *s, struct shard_accept *a, int res)
+{
+	struct port_listener *pl = (struct port_listener *)((char *)a - offsetof(struct port_listener, acc));
+	struct port *p = pl->p;
+
+	if (res >= 0) {
+		if (atomic_load(&p->active) >= p->spec.limit) {
+			struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+			setsockopt(res, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			close(res);
+			if (atomic_fetch_add(&p->refused, 1) == 0)
+				shard_log(s, SHARD_LOG_WARN,
+					"published port %u: connection limit %u reached; refusing (counted)",
+					p->spec.host_port, p->spec.limit);
+			return;
+		}
+		pc_new(pl->es, p, res);
+		return;
+	}
+	if (res != -ECANCELED && !pl->es->stopping) {
+		shard_log(s, SHARD_LOG_WARN, "published port %u: accept: %s; listening again",
+			p->spec.host_port, strerror(-res));
+		if (shard_accept_start(s, &pl->acc, pl->fd, pl_accept) == 0)
+			return;
+	}
+	/* Ended: unlink and free. */
+	for (struct port_listener **pp = &pl->es->listeners; *pp; pp = &(*pp)->next)
+		if (*pp == pl) {
+			*pp = pl->next;
+			break;
+		}
+	close(pl->fd);
+	port_put(p);
+	free(pl);
+}
+
+struct pl_start {
+	struct port *p; /* a reference */
+	int fd;
+};
+
+static void pl_start_on_shard(struct shard *s, void *arg)
+{
+	struct pl_start *st = arg;
+	struct eshard *es = eshard_of(s);
+	struct port_listener *pl = calloc(1, sizeof(*pl));
+
+	if (!pl || shard_accept_start(s, &pl->acc, st->fd, pl_accept) < 0) {
+		shard_log(s, SHARD_LOG_ERR, "published port %u: cannot start accepting",
+			st->p->spec.host_port);
+		free(pl);
+		close(st->fd);
+		port_put(st->p);
+		free(st);
+		return;
+	}
+	pl->es = es;
+	pl->p = st->p;
+	pl->fd = st->fd;
+	pl->next = es->listeners;
+	es->listeners = pl;
+	free(st);
+}
+
+static void pl_stop_on_shard(struct shard *s, void *arg)
+{
+	struct port *p = arg;
+
+	for (struct port_listener *pl = eshard_of(s)->listeners; pl; pl = pl->next)
+		if (pl->p == p)
+			shard_accept_stop(s, &pl->acc);
+	port_put(p);
+}
+
+void port_close_all_on_shard(struct eshard *es)
+{
+	for (struct port_listener *pl = es->listeners; pl; pl = pl->next)
+		shard_accept_stop(es->s, &pl->acc);
+	for (struct pconn *pc = es->pconns, *next; pc; pc = next) {
+		next = pc->next;
+		pc_close(pc, true);
+		pc_maybe_free(pc);
+	}
+}
+
+static int port_bind_one(const struct engine_port *spec, uint16_t port, char *err, size_t cap)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t sl;
+	int fd, one = 1, fam;
+
+	if (strchr(spec->host_ip, ':')) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		fam = AF_INET6;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(port);
+		if (inet_pton(AF_INET6, spec->host_ip, &a->sin6_addr) != 1)
+			goto bad_ip;
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		fam = AF_INET;
+		a->sin_family = AF_INET;
+		a->sin_port = htons(port);
+		if (inet_pton(AF_INET, spec->host_ip, &a->sin_addr) != 1)
+			goto bad_ip;
+		sl = sizeof(*a);
+	}
+	fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, cap, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+		bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, PORT_BACKLOG) < 0) {
+		int e = errno;
+
+		snprintf(err, cap, "cannot listen on %s:%u: %s%s", spec->host_ip, port, strerror(e),
+			e == EADDRINUSE ? " (the port is in use: pick another host port, or stop what "
+					  "holds it)" :
+			e == EACCES	? " (ports below 1024 need privileges)" :
+					  "");
+		close(fd);
+		return -e;
+	}
+	return fd;
+bad_ip:
+	snprintf(err, cap, "bad host address \"%s\" (want a numeric IPv4 or IPv6 address)",
+		spec->host_ip);
+	return -EINVAL;
+}
+
+int port_open(struct engine *e, struct sandbox *sb, const struct engine_port *spec,
+	struct port **out, char *err, size_t cap)
+{
+	struct port *p = calloc(1, sizeof(*p));
+	unsigned i;
+	int rc = -ENOMEM;
+
+	if (!p || !(p->fds = calloc(e->nshards, sizeof(int)))) {
+		free(p);
+		snprintf(err, cap, "out of memory");
+		return -ENOMEM;
+	}
+	atomic_init(&p->refs, 1);
+	p->spec = *spec;
+	if (!p->spec.host_ip[0])
+		snprintf(p->spec.host_ip, sizeof(p->spec.host_ip), "127.0.0.1");
+	if (!p->spec.limit)
+		p->spec.limit = ENGINE_PORT_LIMIT_DEF;
+	for (i = 0; i < e->nshards; i++) {
+		rc = port_bind_one(&p->spec, p->spec.host_port, err, cap);
+		if (rc < 0)
+			goto fail;
+		p->fds[i] = rc;
+		p->nfds++;
+		if (!p->spec.host_port) { /* the kernel picked one: the others share it */
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+
+			getsockname(rc, (struct sockaddr *)&ss, &sl);
+			p->spec.host_port = ntohs(ss.ss_family == AF_INET6 ?
+					((struct sockaddr_in6 *)&ss)->sin6_port :
+					((struct sockaddr_in *)&ss)->sin_port);
+		}
+	}
+	p->sb = sb;
+	sandbox_get(sb);
+	for (i = 0; i < e->nshards; i++) {
+		struct pl_start *st = malloc(sizeof(*st));
+
+		if (!st) {
+			close(p->fds[i]);
+			continue;
+		}
+		port_get(p);
+		st->p = p;
+		st->fd = p->fds[i];
+		while ((rc = shard_call(shard_group_get(e->g, i), pl_start_on_shard, st)) == -EAGAIN)
+			sleep_ms(1);
+		if (rc < 0) {
+			close(st->fd);
+			port_put(p);
+			free(st);
+		}
+	}
+	*out = p;
+	return 0;
+fail:
+	for (unsigned k = 0; k < p->nfds; k++)
+		close(p->fds[k]);
+	free(p->fds);
+	free(p);
+	return rc;
+}
+
+void port_close(struct engine *e, struct port *p)
+{
+	for (unsigned i = 0; i < e->nshards; i++) {
+		int rc;
+
+		port_get(p);
+		while ((rc = shard_call(shard_group_get(e->g, i), pl_stop_on_shard, p)) == -EAGAIN)
+			sleep_ms(1);
+		if (rc < 0)
+			port_put(p);
+	}
+	port_put(p);
+}
+
+void port_info(const struct port *p, struct engine_port_info *out)
+{
+	out->port = p->spec;
+	out->accepted = atomic_load(&p->accepted);
+	out->refused = atomic_load(&p->refused);
+	out->active = atomic_load(&p->active);
+}
