@@ -1129,7 +1129,7 @@ static void fs_op_open_file(struct agent *a, uint32_t id, const struct proto_fs_
 {
 	const struct proto_fs_open_options *o = &rq->options;
 	char p[PATH_MAX];
-	int slot = fs_handle_admit(a, id, "open"), flags, fd, rc;
+	int slot = fs_handle_admit(a, id, "open"), flags, fd = -1, rc;
 
 	if (slot < 0)
 		return;

@@ -92,6 +92,8 @@ struct agent_src {
 	unsigned queued;        /* chunks of this source in the tx queue */
 	struct agent_src *wait_next; /* on agent.src_waiting when no chunk was free */
 	bool waiting;
+	bool polling;           /* the op in flight is a readiness poll, not a read */
+	bool poll_first;        /* socket drained: wait for readiness before taking a chunk */
 };
 
 /*

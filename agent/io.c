@@ -5,7 +5,9 @@
  * chunk's payload area; the frame header is written into the chunk's
  * headroom and the chunk joins the console tx queue: no payload copy.  A
  * source with AGENT_OUT_BUDGET chunks queued stops reading until the
- * console takes them (wire.md F9).
+ * console takes them (wire.md F9).  A socket waits for readiness (a poll)
+ * before it takes a chunk for a read, so idle streams hold no buffer:
+ * thousands of open streams cost no pool.
  *
  * A sink (exec stdin, a TCP socket) receives host payload parsed out of the
  * console receive buffer.  That buffer is reused on the next read, so the
@@ -15,6 +17,7 @@
  * backpressure, F8) while every other session's output keeps flowing.
  */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,6 +34,7 @@ void agent_src_init(struct agent_src *src, struct agent_sess *s, int fd, enum pr
 	src->fd = fd;
 	src->type = type;
 	src->is_socket = is_socket;
+	src->poll_first = is_socket; /* no chunk is held until data is there */
 	src->limit = UINT64_MAX;
 	src->eof = fd < 0;
 }
@@ -46,6 +50,15 @@ void agent_src_arm(struct agent *a, struct agent_src *src)
 		return;
 	if (src->limit < want)
 		want = (unsigned)src->limit;
+	if (src->poll_first) {
+		sqe = agent_sqe(a);
+		io_uring_prep_poll_add(sqe, src->fd, POLLIN);
+		io_uring_sqe_set_data(sqe, &src->op);
+		src->polling = true;
+		src->reading = true;
+		src->sess->refs++;
+		return;
+	}
 	c = agent_chunk_get(a, false);
 	if (!c) {
 		/* Pool low: wait for the console to give chunks back. */
@@ -102,6 +115,21 @@ void agent_src_complete(struct agent *a, struct agent_src *src, int res)
 
 	src->reading = false;
 	src->buf = NULL;
+	if (src->polling) { /* readable (or hung up / failed: the read will say) */
+		src->polling = false;
+		src->poll_first = false;
+		if (res >= 0 || res == -EINTR || res == -EAGAIN)
+			agent_src_arm(a, src);
+		else if (!s->done)
+			src_finished(a, src, -res);
+		agent_sess_put(a, s);
+		return;
+	}
+	/*
+	 * A socket waits for readiness before every read: a read armed on an idle
+	 * socket would hold a chunk for as long as the stream stays quiet.
+	 */
+	src->poll_first = src->is_socket;
 	if (res > 0 && !s->done) {
 		c->len = (uint32_t)res;
 		proto_data_frame_prepend(c, src->type, s->id);

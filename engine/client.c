@@ -468,9 +468,7 @@ static void cl_mgmt_frame(struct client *cl, struct seg_frame *fr)
 	flat = malloc(n);
 	if (!flat)
 		goto out;
-	seg_frame_peek(fr, flat, n);
-	stat_add(&cl->es->st.copies, 1);
-	stat_add(&cl->es->st.copy_bytes, n);
+	seg_frame_peek(fr, flat, n); /* a request, not payload: not a counted copy */
 	if (proto_env_decode(flat + PROTO_HDR_SIZE, n - PROTO_HDR_SIZE, NULL, &env, NULL) < 0 &&
 		!env.t.len) {
 		cl_send_result_err(cl, fr->id, "undecodable request: not a {v, t, p} CBOR envelope");

@@ -819,8 +819,8 @@ static bool control_read_signal(struct engine *e, int sigfd)
 
 	while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			engine_log(e, SHARD_LOG_INFO, "sandwired: %s: stopping",
-				si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			engine_log(e, SHARD_LOG_INFO, "sandwired: %s from pid %u: stopping",
+				si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT", si.ssi_pid);
 			return true;
 		}
 	}

@@ -86,9 +86,11 @@ struct shard *engine_home_for(struct engine *e, const char *name)
 	return shard_group_get(e->g, h % e->nshards);
 }
 
-struct shard *engine_pick_shard(struct engine *e)
+struct shard *engine_pick_shard(struct engine *e, struct shard *from)
 {
-	return shard_group_get(e->g, atomic_fetch_add(&e->next_client_shard, 1) % e->nshards);
+	/* The group of <from>: e->g is not set yet while shard_group_start runs. */
+	return shard_group_get(shard_get_group(from),
+		atomic_fetch_add(&e->next_client_shard, 1) % e->nshards);
 }
 
 void engine_read_shard_stats(struct engine *e, unsigned i, struct engine_shard_stats *o)
@@ -158,7 +160,7 @@ static void api_accept(struct shard *s, struct shard_accept *a, int res)
 		}
 		return;
 	}
-	to = engine_pick_shard(es->e);
+	to = engine_pick_shard(es->e, s);
 	if (to == s)
 		client_adopt(s, res);
 	else if (eshard_send(es, to, adopt_on_shard, drop_fd, (void *)(intptr_t)res) < 0)

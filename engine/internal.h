@@ -386,8 +386,8 @@ void engine_log(struct engine *e, int level, const char *fmt, ...)
 /* The home shard of a new sandbox named <name>. */
 struct shard *engine_home_for(struct engine *e, const char *name);
 
-/* A shard to give a new client connection (round robin). */
-struct shard *engine_pick_shard(struct engine *e);
+/* A shard to give a new client connection (round robin), from shard <from>. */
+struct shard *engine_pick_shard(struct engine *e, struct shard *from);
 
 /* Copy a shard's counters into <out>. */
 void engine_read_shard_stats(struct engine *e, unsigned i, struct engine_shard_stats *out);

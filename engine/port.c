@@ -53,6 +53,7 @@ struct pconn {
 	bool connected;	 /* tcp.connected seen */
 	bool host_eof;	 /* the host peer finished sending; tcp.eof sent */
 	bool guest_eof;	 /* tcp.eof from the guest: shut our write side once flushed */
+	bool wr_shut;	 /* ... done: both directions finished once host_eof too */
 	bool ended;	 /* the stream is over (closed, failed, error) */
 	bool closing;
 	struct framer fr;
@@ -114,11 +115,9 @@ static void pc_write_done(struct shard *s, struct shard_op *op, const struct io_
 		return;
 	}
 	segq_consume(&pc->wq, (size_t)cqe->res, pc_consumed, pc);
-	if (pc->closing) {
-		pc_maybe_free(pc);
-		return;
-	}
 	pc_kick_write(pc);
+	if (pc->closing)
+		pc_maybe_free(pc);
 }
 
 static void pc_kick_write(struct pconn *pc)
@@ -128,11 +127,12 @@ static void pc_kick_write(struct pconn *pc)
 	if (pc->writing || pc->closing)
 		return;
 	if (!pc->wq.n) {
-		if (pc->guest_eof) {
+		if (pc->guest_eof && !pc->wr_shut) {
 			shutdown(pc->fd, SHUT_WR);
-			pc->guest_eof = false;
+			pc->wr_shut = true;
 		}
-		if (pc->ended)
+		/* Both ways finished (the agent then waits for tcp.close: spec 4.6), or ended. */
+		if (pc->ended || (pc->wr_shut && pc->host_eof))
 			pc_close(pc, false);
 		return;
 	}
@@ -150,8 +150,12 @@ static void pc_kick_write(struct pconn *pc)
 
 static void pc_wdefer(struct shard *s, struct shard_defer *d)
 {
+	struct pconn *pc = (struct pconn *)((char *)d - offsetof(struct pconn, wdefer));
+
 	(void)s;
-	pc_kick_write((struct pconn *)((char *)d - offsetof(struct pconn, wdefer)));
+	pc_kick_write(pc);
+	if (pc->closing)
+		pc_maybe_free(pc);
 }
 
 /* ---- frames from the guest ------------------------------------------------------------- */
@@ -312,6 +316,8 @@ static void pc_deliver(struct shard *s, struct link *l, struct xfer *x)
 	if (x->q.n)
 		atomic_fetch_sub(&l->to_ep, x->q.bytes);
 	xfer_drop(x);
+	if (pc->closing)
+		pc_maybe_free(pc);
 }
 
 /* ---- frames to the guest ------------------------------------------------------------------- */
@@ -369,6 +375,9 @@ static void pc_rx(struct shard *s, struct shard_recv *r, struct chunk *c, int re
 	if (res == 0) { /* the host peer half-closed */
 		pc->host_eof = true;
 		pc_send_own(pc, PROTO_T_TCP_EOF);
+		pc_kick_write(pc);
+		if (pc->closing)
+			pc_maybe_free(pc);
 		return;
 	}
 	pc_close(pc, true); /* reset: the console detach sends tcp.close */

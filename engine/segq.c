@@ -107,9 +107,8 @@ int segq_splice(struct segq *to, struct segq *from)
 		to->v[(to->head + to->n + i) & (to->cap - 1)] = from->v[(from->head + i) & (from->cap - 1)];
 	to->n += from->n;
 	to->bytes += from->bytes;
-	from->n = 0;
-	from->head = 0;
-	from->bytes = 0;
+	free(from->v);
+	segq_init(from);
 	return 0;
 }
 

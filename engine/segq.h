@@ -64,7 +64,10 @@ unsigned segq_iov(const struct segq *q, struct iovec *iov, unsigned max);
 void segq_consume(struct segq *q, size_t bytes, void (*fn)(void *ctx, struct seg *s, uint32_t n),
 	void *ctx);
 
-/* Move every segment of <from> to the tail of <to>.  Returns 0 or -ENOMEM (nothing moved). */
+/*
+ * Move every segment of <from> to the tail of <to>; <from> is left empty
+ * (its ring freed).  Returns 0 or -ENOMEM (nothing moved).
+ */
 int segq_splice(struct segq *to, struct segq *from);
 
 /* Release everything and free the ring. */

@@ -309,14 +309,15 @@ int swc_call_simple(struct swc *c, enum engine_verb v, const char *name, struct 
 	char *err, size_t cap)
 {
 	uint8_t buf[SWC_SIMPLE_REQ_MAX];
-	uint32_t id = c->next_id++;
+	uint32_t id;
 	long n;
 	int rc;
 
-	if (c->next_id == 0) /* id 0 is the control id: never a request's */
-		c->next_id = 1;
 	if (name && (rc = engine_name_check(name, strlen(name), err, cap)) < 0)
 		return rc;
+	id = c->next_id++;
+	if (c->next_id == 0) /* id 0 is the control id: never a request's */
+		c->next_id = 1;
 	n = engine_req_simple(buf, sizeof(buf), id, v, name);
 	if (n < 0)
 		return swc_err(err, cap, (int)n, "cannot build the %s request: %s",

@@ -181,7 +181,15 @@ static int child_main(void *arg)
 		(devnull >= 0 && (move_fd(devnull, 0) < 0 || move_fd(devnull, 1) < 0)) ||
 		(s->log_fd > 2 && move_fd(s->log_fd, 2) < 0))
 		child_fail(c, PROC_STAGE_FDS, errno);
-	syscall(SYS_execveat, c->agent_fd, "", c->argv, environ, AT_EMPTY_PATH);
+	/*
+	 * Without a root the path still names the program: execve it, which also
+	 * runs a script agent (execveat of a close-on-exec fd cannot: the
+	 * interpreter would open /dev/fd/N after the exec closed it).
+	 */
+	if (!s->root)
+		execve(c->argv[0], c->argv, environ);
+	else
+		syscall(SYS_execveat, c->agent_fd, "", c->argv, environ, AT_EMPTY_PATH);
 	child_fail(c, PROC_STAGE_EXEC, errno);
 	return 127;
 }
