@@ -46,6 +46,7 @@ bench: deps
 	$(MAKE) build
 	$(BUILD)/perf/sw-bench --benchmark_min_time=0.2
 	$(BUILD)/perf/sw-agent-bench
+	$(BUILD)/perf/sw-port-bench
 
 asan: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSW_SANITIZE=asan -DSW_BUILD_BENCH=OFF

@@ -290,6 +290,8 @@ static void cl_relay_frame(struct client *cl, uint32_t id, uint8_t flags, bool e
 		link_note_event(l, id, XEV_TERMINAL);
 		idset_del(&cl->live, id);
 	}
+	stat_add(&cl->es->st.frames_out, 1);
+	atomic_fetch_add_explicit(&l->sb->frames_out, 1, memory_order_relaxed);
 	link_send_to_console(s, l, q);
 	if (atomic_load(&l->to_guest) > ENGINE_QUEUE_HIGH && cl->rx_want) {
 		atomic_store(&l->ep_paused, true);

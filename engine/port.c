@@ -350,6 +350,8 @@ static void pc_rx(struct shard *s, struct shard_recv *r, struct chunk *c, int re
 			chunk_put(c);
 			return;
 		}
+		stat_add(&pc->es->st.frames_out, 1);
+		atomic_fetch_add_explicit(&l->sb->frames_out, 1, memory_order_relaxed);
 		link_send_to_console(s, l, &q);
 		if (atomic_load(&l->to_guest) > ENGINE_QUEUE_HIGH && pc->rx_want) {
 			atomic_store(&l->ep_paused, true);
