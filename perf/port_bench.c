@@ -8,7 +8,10 @@
  * process backend without a network namespace shares the host's loopback,
  * so the agent dials them exactly as it would dial a server in a sandbox.
  *
- *	sw-port-bench [--mib N] [--shards N] [--conns N] [--secs S]
+ *	sw-port-bench [--mib N] [--shards N] [--conns N] [--secs S] [--agent PATH]
+ *
+ * --agent runs the sandbox with another agent (e.g. microsandbox's agentd
+ * through ../shared/peers/agentd/agentd-fd3.sh) behind the same daemon.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -313,7 +316,7 @@ static void echo_latency(uint16_t port, unsigned conns, double secs, double *p50
 
 /* ---- the daemon ------------------------------------------------------------------- */
 
-static pid_t start_daemon(const char *sock, unsigned shards)
+static pid_t start_daemon(const char *sock, unsigned shards, const char *agent)
 {
 	char nshards[16];
 	pid_t pid;
@@ -321,8 +324,12 @@ static pid_t start_daemon(const char *sock, unsigned shards)
 	snprintf(nshards, sizeof(nshards), "%u", shards);
 	pid = fork();
 	if (pid == 0) {
-		execl(SW_SANDWIRED_BIN, "sandwired", "--shards", nshards, "--socket", sock,
-			"--no-agent-sock", "-q", (char *)NULL);
+		if (agent)
+			execl(SW_SANDWIRED_BIN, "sandwired", "--shards", nshards, "--socket", sock,
+				"--no-agent-sock", "-q", "--agent", agent, (char *)NULL);
+		else
+			execl(SW_SANDWIRED_BIN, "sandwired", "--shards", nshards, "--socket", sock,
+				"--no-agent-sock", "-q", (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 200; i++) {
@@ -408,6 +415,7 @@ int main(int argc, char **argv)
 {
 	unsigned mib = 256, shards = 2, conns = 1000;
 	double secs = 3;
+	const char *agent = NULL;
 	char dir[] = "/tmp/sw-port-bench.XXXXXX", sock[128];
 	uint16_t guest[3], host[3];
 	struct server sink, source;
@@ -425,8 +433,11 @@ int main(int argc, char **argv)
 			conns = (unsigned)atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--secs"))
 			secs = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--agent"))
+			agent = argv[i + 1];
 		else {
-			fprintf(stderr, "usage: sw-port-bench [--mib N] [--shards N] [--conns N] [--secs S]\n");
+			fprintf(stderr, "usage: sw-port-bench [--mib N] [--shards N] [--conns N] [--secs S] "
+					"[--agent PATH]\n");
 			return 2;
 		}
 	}
@@ -445,11 +456,12 @@ int main(int argc, char **argv)
 	if (!mkdtemp(dir))
 		die("mkdtemp");
 	snprintf(sock, sizeof(sock), "%s/sandwired.sock", dir);
-	pid = start_daemon(sock, shards);
+	pid = start_daemon(sock, shards, agent);
 	create_sandbox(sock, guest, host, 3);
 
-	printf("sw-port-bench: sandwired --shards %u, %u MiB per transfer, MB/s (port / direct)\n",
-		shards, mib);
+	printf("sw-port-bench: sandwired --shards %u, agent %s, %u MiB per transfer, MB/s (port / "
+	       "direct)\n",
+		shards, agent ? agent : "sandwire-agent", mib);
 	for (unsigned s = 1; s <= 8; s *= 8) {
 		double d_in = throughput(guest[0], true, s), p_in = throughput(host[0], true, s);
 		double d_out = throughput(guest[1], false, s), p_out = throughput(host[1], false, s);
