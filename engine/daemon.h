@@ -25,7 +25,7 @@ struct engine;
 
 struct engine_config {
 	unsigned shards;	      /* shard threads; 0: online CPUs */
-	struct shard_pin pin;	      /* auto: shard i on the i-th CPU the daemon may run on */
+	struct shard_pin pin;	      /* none (see sandwired --help for when to pin) */
 	char socket_path[108];	      /* "" : $XDG_RUNTIME_DIR/sandwire/sandwired.sock or /run/sandwire/... */
 	char agent_path[4096];	      /* "" : sandwire-agent next to the running executable */
 	char msb_home[4096];	      /* agent.sock layout root; "" : $MSB_HOME or ~/.microsandbox */

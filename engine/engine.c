@@ -24,7 +24,6 @@
 void engine_config_init(struct engine_config *cfg)
 {
 	*cfg = (struct engine_config){
-		.pin = {.mode = SHARD_PIN_AUTO},
 		.msb_sockets = 1,
 		.log_level = SHARD_LOG_INFO,
 		.boot_timeout_ms = 10000,
