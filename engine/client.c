@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine/internal.h"
+#include "engine/sender.h"
 #include "proto/envelope.h"
 #include "proto/msg.h"
 #include "ring/chunk.h"
@@ -45,12 +46,7 @@ struct client {
 	struct shard_recv rx;
 	bool rx_running, rx_want;
 	struct framer fr;
-	struct segq wq;
-	struct shard_op wop;
-	struct msghdr msg;
-	struct iovec iov[ENGINE_IOV_MAX];
-	bool writing;
-	struct shard_defer wdefer;
+	struct sender out;
 	struct link *link;
 	bool relay;		  /* agent.sock client: attached at once, no management */
 	uint32_t attach_id;	  /* request id of the attach being answered */
@@ -118,38 +114,19 @@ static void idset_del(struct idset *s, uint32_t id)
 
 /* ---- writing ------------------------------------------------------------------ */
 
-static void cl_consumed(void *ctx, struct seg *sg, uint32_t n)
-{
-	struct client *cl = ctx;
-	struct link *l = sg->tag;
-	uint64_t left;
-
-	if (!l)
-		return;
-	left = atomic_fetch_sub(&l->to_ep, n) - n;
-	if (left < ENGINE_QUEUE_LOW && atomic_load(&l->c_paused) &&
-		atomic_exchange(&l->c_paused, false))
-		link_call_console(cl->es->s, l, console_ep_drained);
-	if (n == sg->len) {
-		sg->tag = NULL;
-		link_put(l);
-	}
-}
-
 static void cl_kick_write(struct client *cl);
 
 static void cl_write_done(struct shard *s, struct shard_op *op, const struct io_uring_cqe *cqe)
 {
-	struct client *cl = (struct client *)((char *)op - offsetof(struct client, wop));
+	struct client *cl = (struct client *)((char *)op - offsetof(struct client, out.op));
 
 	(void)s;
-	cl->writing = false;
-	if (cqe->res < 0) {
+	if (sender_done(&cl->out, cqe) < 0) {
+		cl->close_when_flushed = false;
 		cl_close(cl, "write failed");
 		cl_maybe_free(cl);
 		return;
 	}
-	segq_consume(&cl->wq, (size_t)cqe->res, cl_consumed, cl);
 	if (cl->closing && !cl->close_when_flushed) {
 		cl_maybe_free(cl);
 		return;
@@ -157,60 +134,28 @@ static void cl_write_done(struct shard *s, struct shard_op *op, const struct io_
 	cl_kick_write(cl);
 }
 
+/* Write what is queued; a client closing after its last words is shut once they are out. */
 static void cl_kick_write(struct client *cl)
 {
-	struct io_uring_sqe *sqe;
-
-	if (cl->writing || (cl->closing && !cl->close_when_flushed))
+	if (cl->closing && !cl->close_when_flushed)
 		return;
-	if (!cl->wq.n) {
-		if (cl->close_when_flushed) {
-			cl->close_when_flushed = false;
-			shutdown(cl->fd, SHUT_RDWR);
-			cl_maybe_free(cl);
-		}
-		return;
+	if (!sender_kick(&cl->out) && !cl->out.q.n && cl->close_when_flushed) {
+		cl->close_when_flushed = false;
+		shutdown(cl->fd, SHUT_RDWR);
+		cl_maybe_free(cl);
 	}
-	sqe = shard_sqe(cl->es->s);
-	if (!sqe) {
-		shard_defer(cl->es->s, &cl->wdefer);
-		return;
-	}
-	cl->msg = (struct msghdr){.msg_iov = cl->iov};
-	cl->msg.msg_iovlen = segq_iov(&cl->wq, cl->iov, ENGINE_IOV_MAX);
-	io_uring_prep_sendmsg(sqe, cl->fd, &cl->msg, MSG_NOSIGNAL);
-	shard_submit(cl->es->s, sqe, &cl->wop);
-	cl->writing = true;
 }
 
 static void cl_wdefer(struct shard *s, struct shard_defer *d)
 {
 	(void)s;
-	cl_kick_write((struct client *)((char *)d - offsetof(struct client, wdefer)));
+	cl_kick_write((struct client *)((char *)d - offsetof(struct client, out.retry)));
 }
 
 /* Queue bytes the engine wrote (a heap copy). */
 static void cl_send_own(struct client *cl, const void *p, size_t n)
 {
-	struct seg sg = seg_heap_copy(p, n);
-
-	if (!sg.p || segq_push(&cl->wq, &sg) < 0) {
-		seg_release(&sg);
-		return;
-	}
-	shard_defer(cl->es->s, &cl->wdefer);
-}
-
-/* Queue a heap block the client now owns. */
-static void cl_send_heap(struct client *cl, void *p, size_t n)
-{
-	struct seg sg = {.heap = p, .p = p, .len = (uint32_t)n};
-
-	if (segq_push(&cl->wq, &sg) < 0) {
-		free(p);
-		return;
-	}
-	shard_defer(cl->es->s, &cl->wdefer);
+	sender_push_copy(&cl->out, p, n);
 }
 
 static void cl_send_result_err(struct client *cl, uint32_t id, const char *err)
@@ -353,7 +298,7 @@ static void cl_attached(struct shard *s, struct link *l)
 		hs[4 + i] = (uint8_t)(l->id_hi >> (24 - 8 * i));
 	}
 	cl_send_own(cl, hs, sizeof(hs));
-	cl_send_heap(cl, l->ready_copy, l->ready_len);
+	sender_push_heap(&cl->out, l->ready_copy, l->ready_len);
 	l->ready_copy = NULL;
 	cl->mode = CL_RELAY;
 	/* Frames that came while the attach was answered, in order. */
@@ -391,19 +336,7 @@ static void cl_deliver(struct shard *s, struct link *l, struct xfer *x)
 	}
 	for (uint32_t i = 0; i < x->nev; i++)
 		idset_del(&cl->live, x->ev[i].id);
-	for (uint32_t i = 0; i < x->q.n; i++) {
-		struct seg *sg = &x->q.v[(x->q.head + i) & (x->q.cap - 1)];
-
-		link_get(l);
-		sg->tag = l;
-	}
-	if (segq_splice(&cl->wq, &x->q) < 0) {
-		for (uint32_t i = 0; i < x->q.n; i++) {
-			struct seg *sg = &x->q.v[(x->q.head + i) & (x->q.cap - 1)];
-
-			cl_consumed(cl, sg, sg->len);
-		}
-	}
+	sender_take_xfer(&cl->out, x);
 	xfer_drop(x);
 	cl_kick_write(cl);
 }
@@ -529,7 +462,7 @@ void client_mreq_done(struct shard *s, void *arg)
 			cl->nheld = 0;
 		}
 		if (m->reply) {
-			cl_send_heap(cl, m->reply, m->reply_len);
+			sender_push_heap(&cl->out, m->reply, m->reply_len);
 			m->reply = NULL;
 		}
 	}
@@ -629,8 +562,8 @@ static void cl_close(struct client *cl, const char *why)
 		link_put(cl->link);
 		cl->link = NULL;
 	}
-	if (!cl->close_when_flushed && cl->writing)
-		shard_cancel(s, &cl->wop);
+	if (!cl->close_when_flushed)
+		sender_cancel(&cl->out);
 	segq_clear(&cl->held);
 	cl->nheld = 0;
 	cl_kick_write(cl);
@@ -640,12 +573,10 @@ static void cl_maybe_free(struct client *cl)
 {
 	struct eshard *es = cl->es;
 
-	if (!cl->closing || cl->rx_running || cl->writing || cl->wop.inflight || cl->pending ||
+	if (!cl->closing || cl->rx_running || sender_busy(&cl->out) || cl->pending ||
 		cl->close_when_flushed)
 		return;
-	shard_defer_cancel(es->s, &cl->wdefer);
-	segq_consume(&cl->wq, cl->wq.bytes, cl_consumed, cl);
-	segq_clear(&cl->wq);
+	sender_destroy(&cl->out);
 	framer_destroy(&cl->fr);
 	free(cl->live.v);
 	close(cl->fd);
@@ -671,10 +602,8 @@ static struct client *cl_new(struct shard *s, int fd)
 	cl->es = es;
 	cl->fd = fd;
 	framer_init(&cl->fr, PROTO_MAX_FRAME_LEN);
-	segq_init(&cl->wq);
 	segq_init(&cl->held);
-	shard_op_init(&cl->wop, cl_write_done);
-	shard_defer_init(&cl->wdefer, cl_wdefer);
+	sender_init(&cl->out, s, fd, false, cl_write_done, cl_wdefer);
 	cl->next = es->clients;
 	if (es->clients)
 		es->clients->prev = cl;

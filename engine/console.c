@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine/internal.h"
+#include "engine/sender.h"
 #include "proto/msg.h"
 #include "ring/chunk.h"
 #include "ring/chunk_pool.h"
@@ -46,11 +47,7 @@ struct console {
 	struct shard_recv rx;
 	bool rx_running, rx_want;
 	struct framer fr;
-	struct segq wq; /* whole frames for the agent; seg tag = link (a reference) or NULL */
-	struct shard_op wop;
-	bool writing;
-	struct iovec iov[ENGINE_IOV_MAX];
-	struct shard_defer wdefer;
+	struct sender out; /* whole frames for the agent; seg tag = link (a reference) or NULL */
 	struct shard_timer boot_timer, kill_timer, full_timer;
 	uint8_t *ready;
 	size_t ready_len;
@@ -67,7 +64,6 @@ struct console {
 
 static void con_maybe_free(struct console *con);
 static void console_fail(struct console *con, const char *why);
-static void con_kick_write(struct console *con);
 
 static struct engine *con_engine(const struct console *con)
 {
@@ -76,87 +72,38 @@ static struct engine *con_engine(const struct console *con)
 
 /* ---- writing ----------------------------------------------------------------- */
 
-/* Account bytes of a link's frames that reached the agent (or were dropped). */
-static void con_consumed(void *ctx, struct seg *sg, uint32_t n)
-{
-	struct console *con = ctx;
-	struct link *l = sg->tag;
-	uint64_t left;
-
-	if (!l)
-		return;
-	left = atomic_fetch_sub(&l->to_guest, n) - n;
-	if (left < ENGINE_QUEUE_LOW && atomic_load(&l->ep_paused) &&
-		atomic_exchange(&l->ep_paused, false) && l->ops->resume)
-		link_call_endpoint(con->es->s, l, l->ops->resume);
-	if (n == sg->len) {
-		sg->tag = NULL;
-		link_put(l);
-	}
-}
-
 static void con_write_done(struct shard *s, struct shard_op *op, const struct io_uring_cqe *cqe)
 {
-	struct console *con = (struct console *)((char *)op - offsetof(struct console, wop));
+	struct console *con = (struct console *)((char *)op - offsetof(struct console, out.op));
+	int res = sender_done(&con->out, cqe);
 
 	(void)s;
-	con->writing = false;
-	if (cqe->res < 0) {
+	if (res < 0) {
 		if (con->st != CON_DEAD) {
 			char why[128];
 
-			snprintf(why, sizeof(why), "writing to the agent's console: %s",
-				strerror(-cqe->res));
+			snprintf(why, sizeof(why), "writing to the agent's console: %s", strerror(-res));
 			console_fail(con, why);
 		}
 		con_maybe_free(con);
 		return;
 	}
-	stat_add(&con->es->st.bytes_out, (uint64_t)cqe->res);
-	atomic_fetch_add_explicit(&con->sb->bytes_out, (uint64_t)cqe->res, memory_order_relaxed);
-	segq_consume(&con->wq, (size_t)cqe->res, con_consumed, con);
+	stat_add(&con->es->st.bytes_out, (uint64_t)res);
+	atomic_fetch_add_explicit(&con->sb->bytes_out, (uint64_t)res, memory_order_relaxed);
 	if (con->st == CON_DEAD) {
 		con_maybe_free(con);
 		return;
 	}
-	con_kick_write(con);
+	sender_kick(&con->out);
 }
 
-static void con_kick_write(struct console *con)
+static void con_kick_write(struct shard *s, struct shard_defer *d)
 {
-	struct io_uring_sqe *sqe;
-	unsigned n;
+	struct console *con = (struct console *)((char *)d - offsetof(struct console, out.retry));
 
-	if (con->writing || !con->wq.n || con->st == CON_DEAD)
-		return;
-	sqe = shard_sqe(con->es->s);
-	if (!sqe) {
-		shard_defer(con->es->s, &con->wdefer);
-		return;
-	}
-	n = segq_iov(&con->wq, con->iov, ENGINE_IOV_MAX);
-	io_uring_prep_writev(sqe, con->fd, con->iov, n, 0);
-	shard_submit(con->es->s, sqe, &con->wop);
-	con->writing = true;
-}
-
-static void con_wdefer(struct shard *s, struct shard_defer *d)
-{
 	(void)s;
-	con_kick_write((struct console *)((char *)d - offsetof(struct console, wdefer)));
-}
-
-/* Queue one frame the engine wrote itself (copied to the heap). */
-static int con_send_own(struct console *con, const void *p, size_t n)
-{
-	struct seg sg = seg_heap_copy(p, n);
-
-	if (!sg.p || segq_push(&con->wq, &sg) < 0) {
-		seg_release(&sg);
-		return -ENOMEM;
-	}
-	shard_defer(con->es->s, &con->wdefer);
-	return 0;
+	if (con->st != CON_DEAD)
+		sender_kick(&con->out);
 }
 
 static int con_send_msg(struct console *con, uint32_t id, const struct proto_msg *m)
@@ -166,7 +113,7 @@ static int con_send_msg(struct console *con, uint32_t id, const struct proto_msg
 
 	if (n < 0)
 		return (int)n;
-	return con_send_own(con, buf, (size_t)n);
+	return sender_push_copy(&con->out, buf, (size_t)n);
 }
 
 static void con_send_signal(struct console *con, uint32_t id, int sig)
@@ -228,21 +175,15 @@ static void console_fail(struct console *con, const char *why)
 	con->rx_want = false;
 	if (con->rx_running)
 		shard_recv_stop(s, &con->rx);
-	if (con->writing)
-		shard_cancel(s, &con->wop);
+	sender_cancel(&con->out);
 	control_console_down(con_engine(con), con->sb, con->why);
 }
 
 static void con_maybe_free(struct console *con)
 {
-	struct shard *s = con->es->s;
-
-	if (con->st != CON_DEAD || con->rx_running || con->writing || con->wop.inflight ||
-		con->nlinks)
+	if (con->st != CON_DEAD || con->rx_running || sender_busy(&con->out) || con->nlinks)
 		return;
-	shard_defer_cancel(s, &con->wdefer);
-	segq_consume(&con->wq, con->wq.bytes, con_consumed, con);
-	segq_clear(&con->wq);
+	sender_destroy(&con->out);
 	framer_destroy(&con->fr);
 	engine_slots_destroy(&con->slots);
 	while (con->kills) {
@@ -495,22 +436,9 @@ void console_take_xfer(struct shard *s, struct xfer *x)
 			engine_slots_frame(&con->slots, ev->id, true, ev->kind == XEV_EXEC_START,
 				ev->kind == XEV_TERMINAL);
 	}
-	for (uint32_t i = 0; i < x->q.n; i++) {
-		struct seg *sg = &x->q.v[(x->q.head + i) & (x->q.cap - 1)];
-
-		link_get(l);
-		sg->tag = l;
-	}
-	if (segq_splice(&con->wq, &x->q) < 0) {
-		for (uint32_t i = 0; i < x->q.n; i++) {
-			struct seg *sg = &x->q.v[(x->q.head + i) & (x->q.cap - 1)];
-
-			con_consumed(con, sg, sg->len);
-		}
-		stat_add(&eshard_of(s)->st.drops, 1);
-	}
+	sender_take_xfer(&con->out, x);
 	xfer_drop(x);
-	con_kick_write(con);
+	sender_kick(&con->out);
 }
 
 /* ---- attach / detach ------------------------------------------------------------------------------------ */
@@ -749,9 +677,7 @@ void console_start_on_home(struct shard *s, void *arg)
 	con->fd = fd;
 	con->st = CON_BOOT;
 	framer_init(&con->fr, PROTO_MAX_FRAME_LEN);
-	segq_init(&con->wq);
-	shard_op_init(&con->wop, con_write_done);
-	shard_defer_init(&con->wdefer, con_wdefer);
+	sender_init(&con->out, s, fd, true, con_write_done, con_kick_write);
 	shard_timer_init(&con->boot_timer, con_boot_timeout);
 	shard_timer_init(&con->kill_timer, con_kill_due);
 	shard_timer_init(&con->full_timer, con_full_timeout);

@@ -47,7 +47,6 @@ struct msb_listener;
 
 /* ---- bounds (README "Bounds") -------------------------------------------- */
 
-#define ENGINE_IOV_MAX 256u		/* iovecs per vectored write */
 #define ENGINE_QUEUE_HIGH (4u << 20)	/* bytes queued toward one endpoint before its source pauses */
 #define ENGINE_QUEUE_LOW (1u << 20)	/* ... and resumes below this */
 #define ENGINE_STUCK_NS (10ull * 1000000000ull) /* a client over HIGH this long is disconnected */
@@ -252,6 +251,13 @@ int link_send_frame_to_console(struct shard *s, struct link *l, const void *p, s
 /* Note a session event for the frames queued toward the console / the endpoint. */
 int link_note_event(struct link *l, uint32_t id, enum xev_kind kind);
 int link_note_event_c(struct link *l, uint32_t id, enum xev_kind kind);
+/*
+ * <n> bytes of segment <sg> (tagged with its link, a reference) reached their
+ * destination: lower the link's queued count toward the guest or the
+ * endpoint, tell the far side to read again below ENGINE_QUEUE_LOW, and drop
+ * the segment's reference once all of it is through.  Shard <s> is the caller's.
+ */
+void link_account(struct shard *s, struct seg *sg, uint32_t n, bool to_guest);
 /* Release a batch that cannot be delivered. */
 void xfer_drop(struct xfer *x);
 /* Console side: frames (and events) from an endpoint; takes the xfer. */

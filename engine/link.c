@@ -113,6 +113,29 @@ int eshard_send(struct eshard *es, struct shard *to, shard_call_fn fn, void (*dr
 	return 0;
 }
 
+void link_account(struct shard *s, struct seg *sg, uint32_t n, bool to_guest)
+{
+	struct link *l = sg->tag;
+
+	if (to_guest) {
+		uint64_t left = atomic_fetch_sub(&l->to_guest, n) - n;
+
+		if (left < ENGINE_QUEUE_LOW && atomic_load(&l->ep_paused) &&
+			atomic_exchange(&l->ep_paused, false))
+			link_call_endpoint(s, l, l->ops->resume);
+	} else {
+		uint64_t left = atomic_fetch_sub(&l->to_ep, n) - n;
+
+		if (left < ENGINE_QUEUE_LOW && atomic_load(&l->c_paused) &&
+			atomic_exchange(&l->c_paused, false))
+			link_call_console(s, l, console_ep_drained);
+	}
+	if (n == sg->len) {
+		sg->tag = NULL;
+		link_put(l);
+	}
+}
+
 static void xfer_drop_arg(void *arg)
 {
 	xfer_drop(arg);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "engine/internal.h"
+#include "engine/sender.h"
 #include "proto/data.h"
 #include "proto/envelope.h"
 #include "proto/msg.h"
@@ -57,12 +58,7 @@ struct pconn {
 	bool ended;	 /* the stream is over (closed, failed, error) */
 	bool closing;
 	struct framer fr;
-	struct segq wq;
-	struct shard_op wop;
-	struct msghdr msg;
-	struct iovec iov[ENGINE_IOV_MAX];
-	bool writing;
-	struct shard_defer wdefer;
+	struct sender out; /* payload toward the host peer */
 };
 
 static void port_get(struct port *p)
@@ -85,72 +81,38 @@ static void pc_kick_write(struct pconn *pc);
 
 /* ---- writing to the host peer --------------------------------------------------- */
 
-static void pc_consumed(void *ctx, struct seg *sg, uint32_t n)
-{
-	struct pconn *pc = ctx;
-	struct link *l = sg->tag;
-	uint64_t left;
-
-	if (!l)
-		return;
-	left = atomic_fetch_sub(&l->to_ep, n) - n;
-	if (left < ENGINE_QUEUE_LOW && atomic_load(&l->c_paused) &&
-		atomic_exchange(&l->c_paused, false))
-		link_call_console(pc->es->s, l, console_ep_drained);
-	if (n == sg->len) {
-		sg->tag = NULL;
-		link_put(l);
-	}
-}
-
 static void pc_write_done(struct shard *s, struct shard_op *op, const struct io_uring_cqe *cqe)
 {
-	struct pconn *pc = (struct pconn *)((char *)op - offsetof(struct pconn, wop));
+	struct pconn *pc = (struct pconn *)((char *)op - offsetof(struct pconn, out.op));
 
 	(void)s;
-	pc->writing = false;
-	if (cqe->res < 0) {
+	if (sender_done(&pc->out, cqe) < 0) {
 		pc_close(pc, true);
 		pc_maybe_free(pc);
 		return;
 	}
-	segq_consume(&pc->wq, (size_t)cqe->res, pc_consumed, pc);
 	pc_kick_write(pc);
 	if (pc->closing)
 		pc_maybe_free(pc);
 }
 
+/* Write what is queued; once it is all out, half-close or close as the guest asked. */
 static void pc_kick_write(struct pconn *pc)
 {
-	struct io_uring_sqe *sqe;
-
-	if (pc->writing || pc->closing)
+	if (pc->closing || sender_kick(&pc->out) || pc->out.q.n)
 		return;
-	if (!pc->wq.n) {
-		if (pc->guest_eof && !pc->wr_shut) {
-			shutdown(pc->fd, SHUT_WR);
-			pc->wr_shut = true;
-		}
-		/* Both ways finished (the agent then waits for tcp.close: spec 4.6), or ended. */
-		if (pc->ended || (pc->wr_shut && pc->host_eof))
-			pc_close(pc, false);
-		return;
+	if (pc->guest_eof && !pc->wr_shut) {
+		shutdown(pc->fd, SHUT_WR);
+		pc->wr_shut = true;
 	}
-	sqe = shard_sqe(pc->es->s);
-	if (!sqe) {
-		shard_defer(pc->es->s, &pc->wdefer);
-		return;
-	}
-	pc->msg = (struct msghdr){.msg_iov = pc->iov};
-	pc->msg.msg_iovlen = segq_iov(&pc->wq, pc->iov, ENGINE_IOV_MAX);
-	io_uring_prep_sendmsg(sqe, pc->fd, &pc->msg, MSG_NOSIGNAL);
-	shard_submit(pc->es->s, sqe, &pc->wop);
-	pc->writing = true;
+	/* Both ways finished (the agent then waits for tcp.close: spec 4.6), or ended. */
+	if (pc->ended || (pc->wr_shut && pc->host_eof))
+		pc_close(pc, false);
 }
 
 static void pc_wdefer(struct shard *s, struct shard_defer *d)
 {
-	struct pconn *pc = (struct pconn *)((char *)d - offsetof(struct pconn, wdefer));
+	struct pconn *pc = (struct pconn *)((char *)d - offsetof(struct pconn, out.retry));
 
 	(void)s;
 	pc_kick_write(pc);
@@ -206,8 +168,8 @@ static void pc_queue_payload(struct pconn *pc, struct seg_frame *fr, size_t skip
 		skip = 0;
 		link_get(pc->link);
 		sg->tag = pc->link;
-		if (segq_push(&pc->wq, sg) < 0) {
-			pc_consumed(pc, sg, sg->len);
+		if (segq_push(&pc->out.q, sg) < 0) {
+			link_account(pc->es->s, sg, sg->len, false);
 			seg_release(sg);
 		}
 	}
@@ -262,12 +224,9 @@ static void pc_frame(void *ctx, struct seg_frame *fr)
 		pc_start_reading(pc);
 		break;
 	case PROTO_T_TCP_DATA: {
-		struct seg sg = seg_heap_copy(m.u.data.ptr, m.u.data.len);
-
 		stat_add(&pc->es->st.copies, 1);
 		stat_add(&pc->es->st.copy_bytes, m.u.data.len);
-		if (!sg.p || segq_push(&pc->wq, &sg) < 0)
-			seg_release(&sg);
+		sender_push_copy(&pc->out, m.u.data.ptr, m.u.data.len);
 		break;
 	}
 	case PROTO_T_TCP_EOF:
@@ -446,8 +405,7 @@ static void pc_close(struct pconn *pc, bool reset)
 	pc->rx_want = false;
 	if (pc->rx_running)
 		shard_recv_stop(s, &pc->rx);
-	if (pc->writing)
-		shard_cancel(s, &pc->wop);
+	sender_cancel(&pc->out);
 	pc->link->ep = NULL;
 	link_call_console(s, pc->link, console_detach);
 }
@@ -456,11 +414,9 @@ static void pc_maybe_free(struct pconn *pc)
 {
 	struct eshard *es = pc->es;
 
-	if (!pc->closing || pc->rx_running || pc->writing || pc->wop.inflight)
+	if (!pc->closing || pc->rx_running || sender_busy(&pc->out))
 		return;
-	shard_defer_cancel(es->s, &pc->wdefer);
-	segq_consume(&pc->wq, pc->wq.bytes, pc_consumed, pc);
-	segq_clear(&pc->wq);
+	sender_destroy(&pc->out);
 	framer_destroy(&pc->fr);
 	link_put(pc->link);
 	close(pc->fd);
@@ -494,9 +450,7 @@ static void pc_new(struct eshard *es, struct port *p, int fd)
 	pc->fd = fd;
 	pc->p = p;
 	framer_init(&pc->fr, PROTO_MAX_FRAME_LEN);
-	segq_init(&pc->wq);
-	shard_op_init(&pc->wop, pc_write_done);
-	shard_defer_init(&pc->wdefer, pc_wdefer);
+	sender_init(&pc->out, s, fd, false, pc_write_done, pc_wdefer);
 	pc->rx.fn = pc_rx;
 	snprintf(pc->link->port_host, sizeof(pc->link->port_host), "127.0.0.1");
 	pc->link->port_guest = p->spec.guest_port;

@@ -185,6 +185,7 @@ static struct {
 	struct tok_shard sh[NS];
 	struct shard_group *g;
 	uint64_t outside_accepted;
+	_Atomic uint64_t outside_progress; /* outside_accepted, readable while the thread runs */
 	atomic_int outside_stop;
 } tok;
 
@@ -224,7 +225,8 @@ static void *tok_outside(void *arg)
 			shard_group_get(tok.g, i++ % tok.n), tok_fwd, (void *)(uintptr_t)1);
 
 		if (rc == 0)
-			tok.outside_accepted++;
+			atomic_store_explicit(&tok.outside_progress, ++tok.outside_accepted,
+				memory_order_relaxed);
 		else if (rc == -ESHUTDOWN)
 			break;
 		if (i % 64 == 0)
@@ -243,6 +245,7 @@ static void tok_run(unsigned n, unsigned flags, unsigned run_ms)
 	memset(tok.sh, 0, sizeof(tok.sh));
 	tok.n = n;
 	tok.outside_accepted = 0;
+	atomic_store(&tok.outside_progress, 0);
 	atomic_store(&tok.outside_stop, 0);
 	stress_config(&cfg, n, flags);
 	cfg.on_start = tok_start;
@@ -250,6 +253,10 @@ static void tok_run(unsigned n, unsigned flags, unsigned run_ms)
 	cr_assert(tok.g != NULL, "start: %s", strerror(-err));
 	cr_assert_eq(pthread_create(&th, NULL, tok_outside, NULL), 0);
 	st_sleep_us(run_ms * 1000);
+	/* On a busy machine <run_ms> may not be enough: wait (5 s at most) for real traffic. */
+	for (int waited = 0; waited < 5000 &&
+		atomic_load_explicit(&tok.outside_progress, memory_order_relaxed) < 1000; waited++)
+		st_sleep_us(1000);
 	/* the outside thread races the stop request; shard_group_stop must not race it */
 	shard_group_request_stop(tok.g);
 	st_sleep_us(2000);
