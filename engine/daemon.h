@@ -54,6 +54,12 @@ struct engine *engine_start(const struct engine_config *cfg, struct sw_err *err)
  */
 int engine_run(struct engine *e, int sigfd);
 
+/*
+ * For a daemon's main thread: block SIGTERM and SIGINT (engine_run reads
+ * them), ignore SIGPIPE, and return a signalfd for engine_run, or -errno.
+ */
+int engine_signalfd(void);
+
 /* Ask engine_run to return.  Any thread; async-signal-safe. */
 void engine_request_stop(struct engine *e);
 

@@ -4,11 +4,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "engine/daemon.h"
@@ -85,7 +83,6 @@ int main(int argc, char **argv)
 	struct engine *e;
 	const char *env = getenv("SANDWIRE_SOCKET");
 	unsigned long v;
-	sigset_t set;
 	int c, sigfd, rc;
 
 	engine_config_init(&cfg);
@@ -160,14 +157,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sandwired: unexpected argument \"%s\" (see --help)\n", argv[optind]);
 		return 2;
 	}
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	sigfd = engine_signalfd();
 	if (sigfd < 0) {
-		perror("sandwired: signalfd");
+		fprintf(stderr, "sandwired: signalfd: %s\n", strerror(-sigfd));
 		return 1;
 	}
 	e = engine_start(&cfg, &err);

@@ -379,3 +379,18 @@ err_free:
 	free(frame);
 	return rc;
 }
+
+int swc_wait_ready(const char *path, int timeout_ms)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 10) {
+		struct swc c;
+		char err[256];
+
+		if (swc_connect(&c, path, err, sizeof(err)) == 0) {
+			swc_close(&c);
+			return 0;
+		}
+		usleep(10000);
+	}
+	return -ETIMEDOUT;
+}

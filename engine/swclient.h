@@ -51,6 +51,12 @@ const char *swc_socket_path(const char *explicit_path, char *buf, size_t cap);
  */
 int swc_connect(struct swc *c, const char *path, char *err, size_t cap);
 
+/*
+ * Wait until a daemon answers on <path> (e.g. one just started), trying
+ * every 10 ms for at most <timeout_ms>.  Returns 0 or -ETIMEDOUT.
+ */
+int swc_wait_ready(const char *path, int timeout_ms);
+
 /* Close (idempotent). */
 void swc_close(struct swc *c);
 

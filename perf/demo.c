@@ -173,17 +173,7 @@ static pid_t start_daemon(const char *sock, const char *shards)
 			"--no-agent-sock", "-q", (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; pid > 0 && i < 500; i++) {
-		struct swc c;
-		char err[256];
-
-		if (swc_connect(&c, sock, err, sizeof(err)) == 0) {
-			swc_close(&c);
-			return pid;
-		}
-		usleep(10000);
-	}
-	return -1;
+	return pid > 0 && swc_wait_ready(sock, 5000) == 0 ? pid : -1;
 }
 
 int main(int argc, char **argv)

@@ -332,16 +332,8 @@ static pid_t start_daemon(const char *sock, unsigned shards, const char *agent)
 				"--no-agent-sock", "-q", (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 200; i++) {
-		struct swc c;
-		char err[256];
-
-		if (swc_connect(&c, sock, err, sizeof(err)) == 0) {
-			swc_close(&c);
-			return pid;
-		}
-		usleep(10000);
-	}
+	if (pid > 0 && swc_wait_ready(sock, 5000) == 0)
+		return pid;
 	fprintf(stderr, "sw-port-bench: sandwired did not come up on %s\n", sock);
 	exit(1);
 }

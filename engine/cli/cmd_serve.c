@@ -435,21 +435,15 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
 	struct engine_config cfg;
 	struct sw_err err = {0};
 	struct engine *e;
-	sigset_t set;
 	int sigfd, rc;
 
 	engine_config_init(&cfg);
 	rc = serve_parse(cli, argc, argv, &cfg, &so);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	sigfd = engine_signalfd();
 	if (sigfd < 0)
-		return cli_fail("signalfd: %s", strerror(errno));
+		return cli_fail("signalfd: %s", strerror(-sigfd));
 	e = engine_start(&cfg, &err);
 	if (!e) {
 		close(sigfd);
