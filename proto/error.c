@@ -47,6 +47,44 @@ const char *proto_strerror(int code)
 		return "frame flags do not match the message type";
 	case PROTO_E_TRAILING:
 		return "trailing bytes after the item";
+	case PROTO_E_BULK_RECORD:
+		return "raw bulk record, not a CBOR message";
+	case PROTO_E_BULK_FLAGS:
+		return "bulk flag cannot be combined with control flags";
+	case PROTO_E_BULK_EMPTY:
+		return "bulk record has no payload";
+	case PROTO_E_BULK_RESERVED:
+		return "reserved bulk header bytes must be zero";
+	case PROTO_E_BULK_KIND:
+		return "unknown bulk kind";
+	case PROTO_E_BULK_FLOW:
+		return "unknown bulk flow";
+	case PROTO_E_BULK_LENGTH:
+		return "invalid bulk record payload length";
+	case PROTO_E_BULK_OVERFLOW:
+		return "bulk offset overflow";
+	case PROTO_E_BULK_MISMATCH:
+		return "bulk kind or flow does not match the correlation";
+	case PROTO_E_BULK_FINISHED:
+		return "bulk flow is already finished";
+	case PROTO_E_BULK_OFFSET:
+		return "bulk record offset does not match the expected offset";
+	case PROTO_E_BULK_CREDIT:
+		return "bulk record end exceeds the credit limit";
+	case PROTO_E_BULK_FINAL:
+		return "bulk finish offset does not match the bytes of the flow";
+	case PROTO_E_BULK_GRANT:
+		return "invalid bulk credit update";
+	case PROTO_E_BULK_FORMAT:
+		return "unsupported bulk format";
+	case PROTO_E_BULK_LIMIT:
+		return "invalid maximum bulk record payload";
+	case PROTO_E_BULK_FLOWS:
+		return "bulk acceptance does not match the operation's kind or flows";
+	case PROTO_E_LEASE_RECORD:
+		return "relay lease record, not a CBOR message";
+	case PROTO_E_LEASE:
+		return "malformed relay client lease frame";
 	default:
 		break;
 	}

@@ -33,6 +33,27 @@ enum proto_err {
 	PROTO_E_BAD_VALUE = -1013,     /* well-typed but not allowed (unknown enum name ...) */
 	PROTO_E_FLAGS = -1014,         /* frame flags do not match the message type */
 	PROTO_E_TRAILING = -1015,      /* bytes after the frame body's single item (strict mode) */
+	/* generation 8/9: the raw bulk record (bulk.h, protocol-gen9.md G1.4, G4) */
+	PROTO_E_BULK_RECORD = -1016,   /* the frame is a well-formed raw bulk record, not CBOR */
+	PROTO_E_BULK_FLAGS = -1017,    /* flag 0x08 combined with other flags */
+	PROTO_E_BULK_EMPTY = -1018,    /* bulk record without payload (len < 18) */
+	PROTO_E_BULK_RESERVED = -1019, /* reserved bulk header bytes are not zero */
+	PROTO_E_BULK_KIND = -1020,     /* bulk kind not 1 (fs) or 2 (tcp) */
+	PROTO_E_BULK_FLOW = -1021,     /* bulk flow not 1 (h2g) or 2 (g2h) */
+	PROTO_E_BULK_LENGTH = -1022,   /* payload empty or above the record limit */
+	PROTO_E_BULK_OVERFLOW = -1023, /* offset + length overflows u64 */
+	PROTO_E_BULK_MISMATCH = -1024, /* kind or flow does not match the correlation's flow */
+	PROTO_E_BULK_FINISHED = -1025, /* record, finish or send after the flow finished */
+	PROTO_E_BULK_OFFSET = -1026,   /* record offset is not the next expected offset (gap) */
+	PROTO_E_BULK_CREDIT = -1027,   /* record end exceeds the credit limit (overrun) */
+	PROTO_E_BULK_FINAL = -1028,    /* finish offset differs from the bytes of the flow */
+	PROTO_E_BULK_GRANT = -1029,    /* credit update outside the rules of G4.4 */
+	PROTO_E_BULK_FORMAT = -1030,   /* bulk format is not 1 (raw v1) */
+	PROTO_E_BULK_LIMIT = -1031,    /* max_record_payload outside 16 KiB..3 MiB or above the offer */
+	PROTO_E_BULK_FLOWS = -1032,    /* accepted kind or flow mask is not what the operation needs */
+	/* generation 9: relay lease records (lease.h, protocol-gen9.md G7.1) */
+	PROTO_E_LEASE_RECORD = -1033,  /* the frame is a well-formed MSBL lease record, not CBOR */
+	PROTO_E_LEASE = -1034,         /* malformed MSBL lease record */
 };
 
 /* Decoding context for logs: filled on failure by decoders that take one. */

@@ -5,6 +5,10 @@
  *          [len][id ][flags][body: one CBOR item .....]
  *          u32be u32be u8    len - 5 bytes
  *
+ * With flag 0x08 (generation 8+) the body is a raw bulk record instead of
+ * CBOR (bulk.h); on id 0 a body starting with "MSBL" is a relay lease
+ * record (lease.h).  The splitter below does not care: both are frames.
+ *
  * len counts id + flags + body, never itself (spec 1.2); 5 <= len <= 4 MiB.
  * The header is outside the CBOR so a router can forward a frame after
  * reading 9 bytes.  There is no resynchronisation: after a framing error the
@@ -39,22 +43,30 @@
 #define PROTO_MAX_WIRE_SIZE (PROTO_MAX_FRAME_LEN + PROTO_LEN_SIZE) /* whole frame, bytes */
 
 /*
- * Frame flags (spec 2.3).  Set by the sender from the message type; read by
- * relays (routing, session tracking) and checked by decoders on the three
- * defined bits only (spec F2).  Whoever adds a flag updates
+ * Frame flags (spec 2.3, protocol-gen9.md G1.2).  The three control flags
+ * are set by the sender from the message type; read by relays (routing,
+ * session tracking) and checked by decoders on those three bits only (spec
+ * F2).  PROTO_FLAG_BULK (generation 8+) switches the body from the CBOR
+ * envelope to a raw bulk record (bulk.h) and is exclusive: a frame that has
+ * it carries flags == 0x08 exactly, and a frame with 0x08 is never decoded
+ * as CBOR (G1.4; wire.md: a stray 0x08 on a CBOR frame is malformed).  Bits
+ * 0x10..0x80 stay unused and ignored.  Whoever adds a flag updates
  * PROTO_FLAGS_KNOWN and proto_flags_show().
  */
 #define PROTO_FLAG_TERMINAL 0x01u      /* last frame of its id in this direction */
 #define PROTO_FLAG_SESSION_START 0x02u /* first frame of a session */
 #define PROTO_FLAG_SHUTDOWN 0x04u      /* core.shutdown */
-#define PROTO_FLAG_BULK 0x08u	       /* gen 9 raw bulk record; reserved, not implemented */
-#define PROTO_FLAGS_KNOWN (PROTO_FLAG_TERMINAL | PROTO_FLAG_SESSION_START | PROTO_FLAG_SHUTDOWN)
+#define PROTO_FLAG_BULK 0x08u	       /* gen 8+: the body is a raw bulk record (bulk.h) */
+/* The flags a CBOR frame's type determines; the only bits its decoder compares. */
+#define PROTO_FLAGS_CONTROL (PROTO_FLAG_TERMINAL | PROTO_FLAG_SESSION_START | PROTO_FLAG_SHUTDOWN)
+/* Every defined bit. */
+#define PROTO_FLAGS_KNOWN (PROTO_FLAGS_CONTROL | PROTO_FLAG_BULK)
 
 /* One frame found in a buffer; every pointer points into that buffer. */
 struct proto_frame {
 	uint32_t id;	     /* correlation id */
 	uint8_t flags;	     /* raw flags byte */
-	const uint8_t *body; /* the CBOR body, body_len bytes */
+	const uint8_t *body; /* the body (CBOR, or a raw record with 0x08), body_len bytes */
 	size_t body_len;     /* len - 5 */
 	const uint8_t *wire; /* the whole frame (length prefix first), for forwarding */
 	size_t wire_len;     /* 4 + len */

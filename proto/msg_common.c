@@ -258,3 +258,49 @@ PROTO_OPT_DECODER(proto_opt_u64_decode, proto_opt_u64, cbr_u64)
 PROTO_OPT_DECODER(proto_opt_i32_decode, proto_opt_i32, cbr_i32)
 PROTO_OPT_DECODER(proto_opt_i64_decode, proto_opt_i64, cbr_i64)
 PROTO_OPT_DECODER(proto_opt_str_decode, proto_opt_str, cbr_text)
+
+/* ---- 16-byte identities ---- */
+
+void proto_id16_encode(struct cbw *w, const struct proto_id16 *id)
+{
+	size_t i;
+
+	cbw_array(w, PROTO_ID16_SIZE);
+	for (i = 0; i < PROTO_ID16_SIZE; i++)
+		cbw_uint(w, id->b[i]);
+}
+
+int proto_id16_decode(struct cbr *r, struct proto_id16 *id)
+{
+	struct cbr_item it;
+	struct cbr_agg a;
+	const uint8_t *p;
+	size_t n = 0;
+	int rc;
+
+	rc = cbr_peek_untagged(r, &it);
+	if (rc < 0)
+		return rc;
+	if (it.kind != CBR_ARRAY && it.kind != CBR_ARRAY_INDEF) {
+		rc = cbr_bytes(r, &p, &n); /* the byte-string form */
+		if (rc < 0)
+			return rc;
+		if (n != PROTO_ID16_SIZE)
+			return PROTO_E_BAD_VALUE;
+		memcpy(id->b, p, PROTO_ID16_SIZE);
+		return 0;
+	}
+	rc = cbr_enter_array(r, &a);
+	if (rc < 0)
+		return rc;
+	while ((rc = cbr_agg_next(r, &a)) > 0) {
+		if (n == PROTO_ID16_SIZE)
+			return PROTO_E_BAD_VALUE;
+		rc = cbr_u8(r, &id->b[n++]);
+		if (rc < 0)
+			return rc;
+	}
+	if (rc < 0)
+		return rc;
+	return n == PROTO_ID16_SIZE ? 0 : PROTO_E_BAD_VALUE;
+}

@@ -24,12 +24,31 @@
 #include "proto/cbor_rd.h"
 #include "proto/cbor_wr.h"
 
+struct proto_opt_u8 { bool set; uint8_t v; };
 struct proto_opt_u16 { bool set; uint16_t v; };
 struct proto_opt_u32 { bool set; uint32_t v; };
 struct proto_opt_u64 { bool set; uint64_t v; };
 struct proto_opt_i32 { bool set; int32_t v; };
 struct proto_opt_i64 { bool set; int64_t v; };
 struct proto_opt_str { bool set; struct proto_str v; };
+
+/*
+ * A 16-byte identity (a relay client incarnation, a bulk-port connection
+ * id): Rust [u8; 16], written as an array of 16 integers, never as a byte
+ * string; decoding accepts both forms.
+ */
+#define PROTO_ID16_SIZE 16
+struct proto_id16 { uint8_t b[PROTO_ID16_SIZE]; };
+struct proto_opt_id16 { bool set; struct proto_id16 v; };
+
+/* Encode <id> as an array of 16 integers. */
+void proto_id16_encode(struct cbw *w, const struct proto_id16 *id);
+/*
+ * Decode an array of 16 integers 0..255, or a byte string of 16 bytes, into
+ * <id> (no arena needed).  Returns 0, PROTO_E_BAD_VALUE for another count,
+ * PROTO_E_RANGE for an element above 255, or the reader's error.
+ */
+int proto_id16_decode(struct cbr *r, struct proto_id16 *id);
 
 /* ExecRlimit: {resource: text, soft: u64, hard: u64}; RLIM_INFINITY = 2^64-1. */
 struct proto_rlimit {

@@ -1,5 +1,6 @@
 /*
- * proto/msg_core.c - core, exec and tcp payloads, driven by field tables.
+ * proto/msg_core.c - core, exec, tcp and generation 8/9 payloads, driven by
+ * field tables.
  *
  * Each payload struct is described by a table of fields in serialization
  * order (spec section 3).  One encoder and one decoder walk the tables:
@@ -16,22 +17,29 @@
 #include "proto/msg_core.h"
 
 enum proto_field_kind {
-	PF_U64,	     /* uint64_t */
-	PF_U32,	     /* uint32_t */
-	PF_U16,	     /* uint16_t */
-	PF_I32,	     /* int32_t */
-	PF_BOOL,     /* bool */
-	PF_TEXT,     /* struct proto_str */
-	PF_OPT_I32,  /* struct proto_opt_i32 */
-	PF_OPT_TEXT, /* struct proto_opt_str */
-	PF_STRS,     /* const struct proto_str * at off, size_t count at count_off */
-	PF_RLIMITS,  /* const struct proto_rlimit * at off, size_t count at count_off */
-	PF_ENUM,     /* an enum (int-sized) sent as a name from names[] */
-	PF_STRUCT,   /* a nested struct described by sub */
+	PF_U64,	       /* uint64_t */
+	PF_U32,	       /* uint32_t */
+	PF_U16,	       /* uint16_t */
+	PF_I32,	       /* int32_t */
+	PF_BOOL,       /* bool */
+	PF_TEXT,       /* struct proto_str */
+	PF_OPT_I32,    /* struct proto_opt_i32 */
+	PF_OPT_TEXT,   /* struct proto_opt_str */
+	PF_STRS,       /* const struct proto_str * at off, size_t count at count_off */
+	PF_RLIMITS,    /* const struct proto_rlimit * at off, size_t count at count_off */
+	PF_ENUM,       /* an enum (int-sized) sent as a name from names[] */
+	PF_STRUCT,     /* a nested struct described by sub */
+	PF_U8,	       /* uint8_t */
+	PF_UENUM,      /* an enum (int-sized) sent as an unsigned integer in lo..hi */
+	PF_OPT_U8,     /* struct proto_opt_u8 */
+	PF_ID16,       /* struct proto_id16: an array of 16 integers */
+	PF_OPT_ID16,   /* struct proto_opt_id16 */
+	PF_OPT_STRUCT, /* an Option wrapper {bool set; ...} holding a sub struct at val_off */
 };
 
-#define PF_REQ 0x01u  /* required on decode (no default) */
-#define PF_OMIT 0x02u /* encode: left out when unset (Option) or empty (text) */
+#define PF_REQ 0x01u   /* required on decode (no default) */
+#define PF_OMIT 0x02u  /* encode: left out when unset (Option) or empty (text) */
+#define PF_OTHER 0x04u /* PF_ENUM: an unknown name decodes to the last entry of names[] */
 
 struct proto_fields;
 
@@ -45,7 +53,9 @@ struct proto_field {
 	uint16_t def;			/* default of an integer or bool field that is not PF_REQ */
 	const char *const *names;	/* PF_ENUM: wire names by value */
 	uint8_t nnames;			/* PF_ENUM: number of names */
-	const struct proto_fields *sub; /* PF_STRUCT */
+	uint8_t lo, hi;			/* PF_UENUM: the valid values */
+	uint16_t val_off;		/* PF_OPT_STRUCT: offset of the value in the wrapper */
+	const struct proto_fields *sub; /* PF_STRUCT, PF_OPT_STRUCT */
 };
 
 struct proto_fields {
@@ -78,6 +88,31 @@ struct proto_fields {
 		.name = #m, .name_len = sizeof(#m) - 1, .kind = PF_ENUM, .flags = PF_REQ,          \
 		.off = offsetof(s, m), .names = tbl, .nnames = sizeof(tbl) / sizeof(tbl[0])        \
 	}
+/* A text enum whose unknown names decode to its last entry ("unknown"). */
+#define FIELD_ENUM_OTHER(s, m, tbl)                                                                \
+	{                                                                                          \
+		.name = #m, .name_len = sizeof(#m) - 1, .kind = PF_ENUM,                           \
+		.flags = PF_REQ | PF_OTHER, .off = offsetof(s, m), .names = tbl,                   \
+		.nnames = sizeof(tbl) / sizeof(tbl[0])                                             \
+	}
+/* An enum sent as an unsigned integer, valid from l to h. */
+#define FIELD_UENUM(s, m, l, h)                                                                    \
+	{                                                                                          \
+		.name = #m, .name_len = sizeof(#m) - 1, .kind = PF_UENUM, .flags = PF_REQ,         \
+		.off = offsetof(s, m), .lo = l, .hi = h                                            \
+	}
+/* A required nested struct described by <d>. */
+#define FIELD_STRUCT(s, m, d)                                                                      \
+	{                                                                                          \
+		.name = #m, .name_len = sizeof(#m) - 1, .kind = PF_STRUCT, .flags = PF_REQ,        \
+		.off = offsetof(s, m), .sub = &d                                                   \
+	}
+/* An Option<struct> (wrapper type <wrap>), omitted when unset. */
+#define FIELD_OPT_STRUCT(s, m, wrap, d)                                                            \
+	{                                                                                          \
+		.name = #m, .name_len = sizeof(#m) - 1, .kind = PF_OPT_STRUCT, .flags = PF_OMIT,   \
+		.off = offsetof(s, m), .val_off = offsetof(wrap, v), .sub = &d                     \
+	}
 #define FIELDS(tbl)                                                                                \
 	{                                                                                          \
 		tbl, sizeof(tbl) / sizeof(tbl[0])                                                  \
@@ -90,6 +125,18 @@ static const char *const proto_error_kind_names[PROTO_ERROR__COUNT] = {
 	"invalid_flags",
 	"invalid_payload",
 	"invalid_session",
+	"capability_unavailable",
+};
+
+static const char *const proto_workload_disposition_names[PROTO_WORKLOAD_DISPOSITION__COUNT] = {
+	"unavailable",
+	"recovery_required",
+	"unknown",
+};
+
+static const char *const proto_thaw_mode_names[PROTO_THAW_MODE__COUNT] = {
+	"continue",
+	"restore",
 };
 
 static const char *const proto_exec_fail_kind_names[PROTO_EXEC_FAIL__COUNT] = {
@@ -107,6 +154,12 @@ static const char *const proto_exec_fail_kind_names[PROTO_EXEC_FAIL__COUNT] = {
 
 _Static_assert(sizeof(enum proto_error_kind) == sizeof(unsigned int), "enum is int-sized");
 _Static_assert(sizeof(enum proto_exec_fail_kind) == sizeof(unsigned int), "enum is int-sized");
+_Static_assert(
+	sizeof(enum proto_workload_disposition) == sizeof(unsigned int), "enum is int-sized");
+_Static_assert(sizeof(enum proto_thaw_mode) == sizeof(unsigned int), "enum is int-sized");
+_Static_assert(sizeof(enum proto_bulk_kind) == sizeof(unsigned int), "enum is int-sized");
+_Static_assert(sizeof(enum proto_bulk_flow) == sizeof(unsigned int), "enum is int-sized");
+_Static_assert(sizeof(enum proto_bulk_cancel_reason) == sizeof(unsigned int), "enum is int-sized");
 
 static const struct proto_field default_user_f[] = {
 	FIELD(struct proto_default_user, uid, PF_U32, PF_REQ),
@@ -115,19 +168,33 @@ static const struct proto_field default_user_f[] = {
 static const struct proto_fields default_user_d = FIELDS(default_user_f);
 
 static const struct proto_field init_resolved_f[] = {
-	{.name = "default_user",
-		.name_len = 12,
-		.kind = PF_STRUCT,
-		.flags = PF_REQ,
-		.off = offsetof(struct proto_init_resolved, default_user),
-		.sub = &default_user_d},
+	FIELD_STRUCT(struct proto_init_resolved, default_user, default_user_d),
 };
+
+static const struct proto_field bulk_transport_f[] = {
+	FIELD(struct proto_bulk_transport, profile, PF_TEXT, PF_REQ),
+	FIELD(struct proto_bulk_transport, port, PF_TEXT, PF_REQ),
+	FIELD(struct proto_bulk_transport, connection_id, PF_ID16, PF_REQ),
+};
+static const struct proto_fields bulk_transport_d = FIELDS(bulk_transport_f);
+
+static const struct proto_field max_format_f[] = {
+	FIELD(struct proto_max_format, max_format, PF_U8, PF_REQ),
+};
+static const struct proto_fields max_format_d = FIELDS(max_format_f);
 
 static const struct proto_field ready_f[] = {
 	FIELD(struct proto_ready, boot_time_ns, PF_U64, PF_REQ),
 	FIELD(struct proto_ready, init_time_ns, PF_U64, PF_REQ),
 	FIELD(struct proto_ready, ready_time_ns, PF_U64, PF_REQ),
 	FIELD(struct proto_ready, agent_version, PF_TEXT, PF_OMIT),
+	FIELD_OPT_STRUCT(struct proto_ready, bulk_transport, struct proto_opt_bulk_transport,
+		bulk_transport_d),
+	FIELD_OPT_STRUCT(
+		struct proto_ready, relay_lease, struct proto_opt_max_format, max_format_d),
+	FIELD_OPT_STRUCT(
+		struct proto_ready, local_transport, struct proto_opt_max_format, max_format_d),
+	FIELD(struct proto_ready, workload_transport_barrier_version, PF_OPT_U8, PF_OMIT),
 };
 
 static const struct proto_field clock_sync_f[] = {
@@ -138,15 +205,25 @@ static const struct proto_field touched_f[] = {
 	FIELD(struct proto_touched, activity_seq, PF_U64, PF_REQ),
 };
 
+static const struct proto_field workload_failure_f[] = {
+	FIELD(struct proto_workload_failure, attempt_id, PF_TEXT, PF_REQ),
+	FIELD_ENUM_OTHER(
+		struct proto_workload_failure, disposition, proto_workload_disposition_names),
+};
+static const struct proto_fields workload_failure_d = FIELDS(workload_failure_f);
+
 static const struct proto_field core_error_f[] = {
 	FIELD_ENUM(struct proto_core_error, kind, proto_error_kind_names),
 	FIELD(struct proto_core_error, message, PF_TEXT, PF_REQ),
 	FIELD(struct proto_core_error, offending_type, PF_OPT_TEXT, PF_OMIT),
+	FIELD_OPT_STRUCT(struct proto_core_error, workload_failure,
+		struct proto_opt_workload_failure, workload_failure_d),
 };
 
 static const struct proto_field relay_client_disconnected_f[] = {
 	FIELD(struct proto_relay_client_disconnected, id_start, PF_U32, PF_REQ),
 	FIELD(struct proto_relay_client_disconnected, id_end_exclusive, PF_U32, PF_REQ),
+	FIELD(struct proto_relay_client_disconnected, incarnation, PF_OPT_ID16, PF_OMIT),
 };
 
 static const struct proto_field exec_request_f[] = {
@@ -193,13 +270,94 @@ static const struct proto_field exec_signal_f[] = {
 	FIELD(struct proto_exec_signal, signal, PF_I32, PF_REQ),
 };
 
+static const struct proto_field bulk_offer_f[] = {
+	FIELD(struct proto_bulk_offer, format, PF_U8, PF_REQ),
+	FIELD(struct proto_bulk_offer, max_record_payload, PF_U32, PF_REQ),
+	FIELD(struct proto_bulk_offer, guest_to_host_credit_limit, PF_U64, PF_REQ),
+};
+static const struct proto_fields bulk_offer_d = FIELDS(bulk_offer_f);
+
 static const struct proto_field tcp_connect_f[] = {
 	FIELD(struct proto_tcp_connect, host, PF_TEXT, PF_REQ),
 	FIELD(struct proto_tcp_connect, port, PF_U16, PF_REQ),
+	FIELD_OPT_STRUCT(struct proto_tcp_connect, bulk, struct proto_opt_bulk_offer, bulk_offer_d),
 };
 
 static const struct proto_field tcp_failed_f[] = {
 	FIELD(struct proto_tcp_failed, error, PF_TEXT, PF_REQ),
+};
+
+/* kind, flow and reason are integers on the wire (G3.1) */
+#define BULK_KIND(s) FIELD_UENUM(s, kind, PROTO_BULK_KIND_FS, PROTO_BULK_KIND_TCP)
+#define BULK_FLOW(s) FIELD_UENUM(s, flow, PROTO_BULK_H2G, PROTO_BULK_G2H)
+
+static const struct proto_field bulk_accepted_f[] = {
+	BULK_KIND(struct proto_bulk_accepted),
+	FIELD(struct proto_bulk_accepted, flows, PF_U8, PF_REQ),
+	FIELD(struct proto_bulk_accepted, format, PF_U8, PF_REQ),
+	FIELD(struct proto_bulk_accepted, max_record_payload, PF_U32, PF_REQ),
+	FIELD(struct proto_bulk_accepted, host_to_guest_credit_limit, PF_U64, PF_REQ),
+	FIELD(struct proto_bulk_accepted, guest_to_host_credit_limit, PF_U64, PF_REQ),
+};
+
+static const struct proto_field bulk_credit_f[] = {
+	BULK_KIND(struct proto_bulk_credit),
+	BULK_FLOW(struct proto_bulk_credit),
+	FIELD(struct proto_bulk_credit, consumed_offset, PF_U64, PF_REQ),
+	FIELD(struct proto_bulk_credit, credit_limit, PF_U64, PF_REQ),
+};
+
+static const struct proto_field bulk_finish_f[] = {
+	BULK_KIND(struct proto_bulk_finish),
+	BULK_FLOW(struct proto_bulk_finish),
+	FIELD(struct proto_bulk_finish, final_offset, PF_U64, PF_REQ),
+};
+
+static const struct proto_field bulk_cancel_f[] = {
+	BULK_KIND(struct proto_bulk_cancel),
+	FIELD_UENUM(struct proto_bulk_cancel, reason, PROTO_BULK_CANCEL_CALLER,
+		PROTO_BULK_CANCEL_PROTOCOL),
+	FIELD(struct proto_bulk_cancel, message, PF_TEXT, PF_REQ),
+};
+
+static const struct proto_field workload_transport_f[] = {
+	FIELD(struct proto_workload_transport, control_bytes, PF_U64, PF_REQ),
+	FIELD(struct proto_workload_transport, control_frames, PF_U64, PF_REQ),
+	FIELD(struct proto_workload_transport, bulk_bytes, PF_U64, PF_REQ),
+	FIELD(struct proto_workload_transport, bulk_frames, PF_U64, PF_REQ),
+};
+static const struct proto_fields workload_transport_d = FIELDS(workload_transport_f);
+
+static const struct proto_field workload_freeze_f[] = {
+	FIELD_LIST(
+		struct proto_workload_freeze, external_mount_tags, n_external_mount_tags, PF_STRS),
+	FIELD(struct proto_workload_freeze, attempt_id, PF_TEXT, PF_REQ),
+	FIELD_STRUCT(struct proto_workload_freeze, host_input, workload_transport_d),
+};
+
+static const struct proto_field workload_frozen_f[] = {
+	FIELD(struct proto_workload_frozen, attempt_id, PF_TEXT, PF_REQ),
+	FIELD(struct proto_workload_frozen, guest_bulk_bytes_target, PF_U64, PF_REQ),
+	FIELD_STRUCT(struct proto_workload_frozen, input_credit, workload_transport_d),
+	FIELD_DEF(struct proto_workload_frozen, external_mounts_synced, PF_BOOL, 0),
+};
+
+static const struct proto_field workload_thaw_f[] = {
+	FIELD(struct proto_workload_thaw, attempt_id, PF_TEXT, PF_REQ),
+	FIELD_ENUM(struct proto_workload_thaw, mode, proto_thaw_mode_names),
+};
+
+static const struct proto_field workload_thawed_f[] = {
+	FIELD(struct proto_workload_thawed, attempt_id, PF_TEXT, PF_REQ),
+};
+
+static const struct proto_field root_disk_grow_f[] = {
+	FIELD(struct proto_root_disk_grow, size_bytes, PF_U64, PF_REQ),
+};
+
+static const struct proto_field root_disk_state_f[] = {
+	FIELD(struct proto_root_disk_state, filesystem_bytes, PF_U64, PF_REQ),
+	FIELD(struct proto_root_disk_state, device_bytes, PF_U64, PF_REQ),
 };
 
 /*
@@ -222,6 +380,18 @@ static const struct proto_fields proto_core_fields[PROTO_T__COUNT] = {
 	[PROTO_T_EXEC_SIGNAL] = FIELDS(exec_signal_f),
 	[PROTO_T_TCP_CONNECT] = FIELDS(tcp_connect_f),
 	[PROTO_T_TCP_FAILED] = FIELDS(tcp_failed_f),
+	[PROTO_T_BULK_ACCEPTED] = FIELDS(bulk_accepted_f),
+	[PROTO_T_BULK_CREDIT] = FIELDS(bulk_credit_f),
+	[PROTO_T_BULK_FINISH] = FIELDS(bulk_finish_f),
+	[PROTO_T_BULK_CANCEL] = FIELDS(bulk_cancel_f),
+	[PROTO_T_WORKLOAD_FREEZE] = FIELDS(workload_freeze_f),
+	[PROTO_T_WORKLOAD_FROZEN] = FIELDS(workload_frozen_f),
+	[PROTO_T_WORKLOAD_THAW] = FIELDS(workload_thaw_f),
+	[PROTO_T_WORKLOAD_THAWED] = FIELDS(workload_thawed_f),
+	[PROTO_T_WORKLOAD_TRANSPORT_CREDIT] = FIELDS(workload_transport_f),
+	[PROTO_T_ROOT_DISK_PREPARE] = FIELDS(root_disk_grow_f),
+	[PROTO_T_ROOT_DISK_GROW] = FIELDS(root_disk_grow_f),
+	[PROTO_T_ROOT_DISK_STATE] = FIELDS(root_disk_state_f),
 };
 
 /* Empty-map types have no table entries but are handled: they carry PROTO_TA_EMPTY. */
@@ -258,15 +428,15 @@ static bool proto_field_present(const struct proto_field *f, const uint8_t *obj)
 		return true;
 	if (f->kind == PF_TEXT)
 		return ((const struct proto_str *)v)->len > 0;
-	if (f->kind == PF_OPT_I32)
-		return ((const struct proto_opt_i32 *)v)->set;
-	return ((const struct proto_opt_str *)v)->set; /* PF_OPT_TEXT */
+	return *(const bool *)v; /* every Option struct starts with its bool set */
 }
 
 static int proto_field_encode(struct cbw *w, const struct proto_field *f, const uint8_t *obj)
 {
 	const void *v = obj + f->off;
+	const struct proto_opt_id16 *oid;
 	const struct proto_opt_i32 *oi;
+	const struct proto_opt_u8 *ou;
 	unsigned int e;
 
 	switch (f->kind) {
@@ -311,6 +481,34 @@ static int proto_field_encode(struct cbw *w, const struct proto_field *f, const 
 		break;
 	case PF_STRUCT:
 		return proto_fields_encode(w, f->sub, v);
+	case PF_U8:
+		cbw_uint(w, *(const uint8_t *)v);
+		break;
+	case PF_UENUM:
+		e = *(const unsigned int *)v;
+		if (e < f->lo || e > f->hi)
+			return PROTO_E_BAD_VALUE;
+		cbw_uint(w, e);
+		break;
+	case PF_OPT_U8:
+		ou = v;
+		proto_put_opt_uint(w, ou->set, ou->v);
+		break;
+	case PF_ID16:
+		proto_id16_encode(w, v);
+		break;
+	case PF_OPT_ID16:
+		oid = v;
+		if (oid->set)
+			proto_id16_encode(w, &oid->v);
+		else
+			cbw_null(w);
+		break;
+	case PF_OPT_STRUCT:
+		if (*(const bool *)v)
+			return proto_fields_encode(w, f->sub, (const uint8_t *)v + f->val_off);
+		cbw_null(w);
+		break;
 	}
 	return w->err;
 }
@@ -384,7 +582,13 @@ static void proto_fields_defaults(const struct proto_fields *d, uint8_t *obj)
 			((struct proto_opt_i32 *)v)->set = false;
 			break;
 		case PF_OPT_TEXT:
-			((struct proto_opt_str *)v)->set = false;
+		case PF_OPT_U8:
+		case PF_OPT_ID16:
+		case PF_OPT_STRUCT:
+			*(bool *)v = false; /* every Option struct starts with its bool set */
+			break;
+		case PF_U8:
+			*(uint8_t *)v = (uint8_t)f->def;
 			break;
 		case PF_STRS:
 		case PF_RLIMITS:
@@ -392,7 +596,7 @@ static void proto_fields_defaults(const struct proto_fields *d, uint8_t *obj)
 			*(size_t *)(obj + f->count_off) = 0;
 			break;
 		default:
-			break; /* PF_ENUM and PF_STRUCT are always required */
+			break; /* PF_ENUM, PF_UENUM, PF_STRUCT and PF_ID16 are always required */
 		}
 	}
 }
@@ -403,6 +607,8 @@ static int proto_field_decode(
 	void *v = obj + f->off;
 	struct proto_rlimit *rl;
 	struct proto_str *sv;
+	bool set = false;
+	uint8_t u;
 	int rc, k;
 
 	switch (f->kind) {
@@ -434,11 +640,38 @@ static int proto_field_decode(
 		return rc;
 	case PF_ENUM:
 		rc = proto_name_decode(r, f->names, f->nnames, &k);
+		if (rc == PROTO_E_BAD_VALUE && (f->flags & PF_OTHER)) {
+			k = f->nnames - 1;
+			rc = 0;
+		}
 		if (rc == 0)
 			*(unsigned int *)v = (unsigned int)k;
 		return rc;
 	case PF_STRUCT:
 		return proto_fields_decode(r, f->sub, v, ei);
+	case PF_U8:
+		return cbr_u8(r, v);
+	case PF_UENUM:
+		rc = cbr_u8(r, &u);
+		if (rc == 0 && (u < f->lo || u > f->hi))
+			rc = PROTO_E_BAD_VALUE;
+		if (rc == 0)
+			*(unsigned int *)v = u;
+		return rc;
+	case PF_OPT_U8:
+	case PF_OPT_ID16:
+	case PF_OPT_STRUCT:
+		rc = proto_opt_begin(r, &set);
+		*(bool *)v = set;
+		if (rc <= 0)
+			return rc;
+		if (f->kind == PF_OPT_U8)
+			return cbr_u8(r, &((struct proto_opt_u8 *)v)->v);
+		if (f->kind == PF_OPT_ID16)
+			return proto_id16_decode(r, &((struct proto_opt_id16 *)v)->v);
+		return proto_fields_decode(r, f->sub, (uint8_t *)v + f->val_off, ei);
+	case PF_ID16:
+		return proto_id16_decode(r, v);
 	}
 	return -EINVAL;
 }
@@ -503,6 +736,16 @@ static int proto_fields_decode(
 		return proto_fields_fail(ei, PROTO_E_MISSING_FIELD, cbr_offset(r), d->f[i].name);
 	}
 	return 0;
+}
+
+int proto_bulk_offer_encode(struct cbw *w, const struct proto_bulk_offer *o)
+{
+	return proto_fields_encode(w, &bulk_offer_d, o);
+}
+
+int proto_bulk_offer_decode(struct cbr *r, struct proto_bulk_offer *o)
+{
+	return proto_fields_decode(r, &bulk_offer_d, o, NULL);
 }
 
 int proto_core_decode(struct cbr *r, enum proto_type t, void *payload, struct proto_errinfo *ei)

@@ -1,12 +1,17 @@
 /*
  * proto/msg_core.h - payloads of the core, exec and tcp message types
- * (spec 3.1, 3.2, 3.4): every type except core.bootstrap, core.fs.request,
+ * (spec 3.1, 3.2, 3.4) and of the generation 8/9 types (protocol-gen9.md
+ * G2.4, G2.5, G3): every type except core.bootstrap, core.fs.request,
  * core.fs.response (msg_boot.h, msg_fs.h) and the {data: bytes} types
- * (data.h).
+ * (data.h).  The core.bulk.* payload structs live in bulk.h, next to the
+ * record they control.
  *
  * The conventions of msg_common.h apply.  Field order, null-or-omitted and
  * defaults follow the spec's tables; each payload is described once by a
- * field table in msg_core.c, which drives both directions.
+ * field table in msg_core.c, which drives both directions.  The fields that
+ * generation 9 added to generation-7 payloads (ready, error,
+ * relay.client.disconnected, tcp.connect) are Options omitted when unset,
+ * so a message that sets none of them encodes to the generation-7 bytes.
  *
  * Payloads with no struct here: core.init.ack, core.ping, core.pong,
  * core.touch, core.tcp.connected/eof/close/closed are the empty map {}
@@ -20,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/bulk.h"
 #include "proto/error.h"
 #include "proto/msg_common.h"
 #include "proto/types.h"
@@ -37,12 +43,40 @@ struct proto_init_resolved {
 	struct proto_default_user default_user;
 };
 
-/* core.ready */
+/* Ready.bulk_transport (gen 9): the dual-port transport bound at boot (G7.3). */
+struct proto_bulk_transport {
+	struct proto_str profile;	 /* "dual-port-v1" */
+	struct proto_str port;		 /* "agent-bulk" */
+	struct proto_id16 connection_id; /* an array of 16 integers */
+};
+
+struct proto_opt_bulk_transport {
+	bool set;
+	struct proto_bulk_transport v;
+};
+
+/* Ready.relay_lease and Ready.local_transport (gen 9): {max_format: u8}. */
+struct proto_max_format {
+	uint8_t max_format;
+};
+
+struct proto_opt_max_format {
+	bool set;
+	struct proto_max_format v;
+};
+
+#define PROTO_WORKLOAD_BARRIER_VERSION 2 /* WORKLOAD_TRANSPORT_BARRIER_VERSION */
+
+/* core.ready: the generation-9 fields are omitted when unset (G2.4). */
 struct proto_ready {
 	uint64_t boot_time_ns;		/* CLOCK_BOOTTIME at agent start, ns */
 	uint64_t init_time_ns;		/* duration of the agent's init, ns */
 	uint64_t ready_time_ns;		/* CLOCK_BOOTTIME before sending ready, ns */
 	struct proto_str agent_version; /* omitted when empty (older agents) */
+	struct proto_opt_bulk_transport bulk_transport;
+	struct proto_opt_max_format relay_lease;     /* highest MSBL format read (lease.h) */
+	struct proto_opt_max_format local_transport; /* injected by a local Unix relay only */
+	struct proto_opt_u8 workload_transport_barrier_version; /* 2: G6/G8 implemented */
 };
 
 /* core.clock.sync */
@@ -63,20 +97,42 @@ enum proto_error_kind {
 	PROTO_ERROR_INVALID_FLAGS,
 	PROTO_ERROR_INVALID_PAYLOAD,
 	PROTO_ERROR_INVALID_SESSION,
+	PROTO_ERROR_CAPABILITY_UNAVAILABLE, /* gen 9 */
 	PROTO_ERROR__COUNT
+};
+
+/* WorkloadFailure.disposition, sent as its snake_case name. */
+enum proto_workload_disposition {
+	PROTO_WORKLOAD_UNAVAILABLE,	  /* no freezer, nothing was frozen */
+	PROTO_WORKLOAD_RECOVERY_REQUIRED, /* a confirmed thaw is needed */
+	PROTO_WORKLOAD_UNKNOWN,		  /* any other name (decoding never fails on it) */
+	PROTO_WORKLOAD_DISPOSITION__COUNT
+};
+
+/* CoreError.workload_failure (gen 9) */
+struct proto_workload_failure {
+	struct proto_str attempt_id;
+	enum proto_workload_disposition disposition;
+};
+
+struct proto_opt_workload_failure {
+	bool set;
+	struct proto_workload_failure v;
 };
 
 /* core.error */
 struct proto_core_error {
 	enum proto_error_kind kind;
 	struct proto_str message;
-	struct proto_opt_str offending_type; /* omitted when unset */
+	struct proto_opt_str offending_type;		    /* omitted when unset */
+	struct proto_opt_workload_failure workload_failure; /* gen 9; omitted when unset */
 };
 
 /* core.relay.client.disconnected: the id range of a departed client. */
 struct proto_relay_client_disconnected {
 	uint32_t id_start;
 	uint32_t id_end_exclusive;
+	struct proto_opt_id16 incarnation; /* gen 9, with a lease (lease.h); omitted when unset */
 };
 
 /* core.exec.request: all nine keys are always written. */
@@ -152,11 +208,80 @@ struct proto_exec_signal {
 struct proto_tcp_connect {
 	struct proto_str host; /* name or address, resolved in the guest */
 	uint16_t port;
+	struct proto_opt_bulk_offer bulk; /* gen 8 (needs v >= 8, F34); omitted when unset */
 };
 
 /* core.tcp.failed */
 struct proto_tcp_failed {
 	struct proto_str error;
+};
+
+/* Id of core.workload.transport.credit (G6, F37): outside every client range. */
+#define PROTO_WORKLOAD_CREDIT_ID 0xFFFFFFFFu
+
+/* Initial aggregate input window when the barrier version is 2 (G6, G9). */
+#define PROTO_WORKLOAD_CONTROL_BYTES 8388608ull
+#define PROTO_WORKLOAD_CONTROL_FRAMES 256ull
+#define PROTO_WORKLOAD_DATA_BYTES 33554432ull
+#define PROTO_WORKLOAD_DATA_FRAMES 256ull
+
+/*
+ * WorkloadTransportPosition (cumulative host input) and
+ * WorkloadTransportCredit (absolute limits, the payload of
+ * core.workload.transport.credit): the same four counters.  Bytes count
+ * whole frames, length prefix included; "bulk" is the data class (exec
+ * stdin, tcp data/eof, fs data, raw records), "control" everything else.
+ */
+struct proto_workload_transport {
+	uint64_t control_bytes;
+	uint64_t control_frames;
+	uint64_t bulk_bytes;
+	uint64_t bulk_frames;
+};
+
+/* core.workload.freeze (H->G, id 0) */
+struct proto_workload_freeze {
+	const struct proto_str *external_mount_tags; /* default [] */
+	size_t n_external_mount_tags;
+	struct proto_str attempt_id;
+	struct proto_workload_transport host_input; /* the host's cumulative position */
+};
+
+/* core.workload.frozen (G->H, id 0) */
+struct proto_workload_frozen {
+	struct proto_str attempt_id;
+	uint64_t guest_bulk_bytes_target;	      /* 0 with one port */
+	struct proto_workload_transport input_credit; /* the grant at the cut */
+	bool external_mounts_synced;		      /* default false */
+};
+
+/* WorkloadThaw.mode, sent as its snake_case name. */
+enum proto_thaw_mode {
+	PROTO_THAW_CONTINUE, /* resume the source */
+	PROTO_THAW_RESTORE,  /* activate a restored guest, detach inherited clients */
+	PROTO_THAW_MODE__COUNT
+};
+
+/* core.workload.thaw (H->G, id 0) */
+struct proto_workload_thaw {
+	struct proto_str attempt_id;
+	enum proto_thaw_mode mode;
+};
+
+/* core.workload.thawed (G->H, id 0) */
+struct proto_workload_thawed {
+	struct proto_str attempt_id;
+};
+
+/* core.root_disk.prepare (dry run) and core.root_disk.grow (apply) */
+struct proto_root_disk_grow {
+	uint64_t size_bytes; /* a non-decreasing multiple of 4 KiB */
+};
+
+/* core.root_disk.state */
+struct proto_root_disk_state {
+	uint64_t filesystem_bytes;
+	uint64_t device_bytes;
 };
 
 /* True when proto_core_encode/decode handle type <t>. */
@@ -178,6 +303,14 @@ int proto_core_encode(struct cbw *w, enum proto_type t, const void *payload);
  * buffer, the type name and the field.  Any thread.
  */
 int proto_core_decode(struct cbr *r, enum proto_type t, void *payload, struct proto_errinfo *ei);
+
+/*
+ * The `bulk` offer on its own, for core.fs.request (msg_fs.c): encode
+ * returns 0 or the writer's error; decode returns 0 or a negative proto
+ * code.  Any thread.
+ */
+int proto_bulk_offer_encode(struct cbw *w, const struct proto_bulk_offer *o);
+int proto_bulk_offer_decode(struct cbr *r, struct proto_bulk_offer *o);
 
 /* Wire names of the kinds ("invalid_payload", "not_found"), or "?" when out of range. */
 const char *proto_error_kind_name(enum proto_error_kind k);

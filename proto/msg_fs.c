@@ -12,6 +12,7 @@
 
 #include "proto/error.h"
 #include "proto/internal.h"
+#include "proto/msg_core.h"
 #include "proto/msg_fs.h"
 
 const char *const proto_fs_op_names[PROTO_FS_OP_COUNT] = {
@@ -328,7 +329,7 @@ int proto_fs_request_encode(struct cbw *w, const struct proto_fs_request *m)
 	if ((unsigned)m->kind >= PROTO_FS_OP_COUNT)
 		return PROTO_E_BAD_VALUE;
 	d = &fs_ops[m->kind];
-	cbw_map(w, 1);
+	cbw_map(w, m->bulk.set ? 2 : 1);
 	cbw_key(w, "op");
 	cbw_map(w, 1);
 	cbw_key(w, proto_fs_op_names[m->kind]);
@@ -336,6 +337,10 @@ int proto_fs_request_encode(struct cbw *w, const struct proto_fs_request *m)
 	for (i = 0; i < d->nfields; i++) {
 		cbw_key(w, fs_field_names[d->field[i]]);
 		fs_op_field_encode(w, m, d->field[i]);
+	}
+	if (m->bulk.set) {
+		cbw_key(w, "bulk");
+		return proto_bulk_offer_encode(w, &m->bulk.v);
 	}
 	return w->err;
 }
@@ -405,16 +410,22 @@ static int fs_op_decode(struct cbr *r, struct proto_fs_request *m)
 
 static int fs_request_field(struct cbr *r, void *obj, unsigned field)
 {
-	(void)field; /* "op" is the only key */
-	return fs_op_decode(r, obj);
+	struct proto_fs_request *m = obj;
+	int rc;
+
+	if (field == 0)
+		return fs_op_decode(r, m);
+	rc = proto_opt_begin(r, &m->bulk.set); /* "bulk": an Option, null is None */
+	return rc > 0 ? proto_bulk_offer_decode(r, &m->bulk.v) : rc;
 }
 
 int proto_fs_request_decode(struct cbr *r, struct proto_fs_request *m)
 {
-	static const char *const keys[] = {"op"};
+	static const char *const keys[] = {"op", "bulk"};
 
 	memset(m, 0, sizeof(*m));
-	return proto_map_decode(r, keys, 1, 1, 1, fs_request_field, m);
+	/* only "op" is required */
+	return proto_map_decode(r, keys, 2, PROTO_ALL(2), 1, fs_request_field, m);
 }
 
 /* ---- FsEntryInfo ---- */

@@ -2,7 +2,9 @@
  * proto/msg_fs.h - payloads of core.fs.request and core.fs.response
  * (spec protocol.md 3.3; session rules in 4.5).
  *
- * FsRequest is {"op": FsOp}; FsOp is an externally tagged enum whose
+ * FsRequest is {"op": FsOp, "bulk": BulkOffer} ("bulk", generation 8, is
+ * omitted when unset: protocol-gen9.md G2.5, G5); FsOp is an externally
+ * tagged enum whose
  * variants are all struct variants: {"Stat": {"path": ..., "follow_symlink":
  * ...}}.  FsResponse is {ok, error, data} where data is an externally tagged
  * enum of newtype variants: {"Handle": 7}, {"List": [entry...]}.
@@ -35,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/bulk.h"
 #include "proto/cbor_rd.h"
 #include "proto/cbor_wr.h"
 #include "proto/msg_common.h"
@@ -88,7 +91,7 @@ struct proto_fs_open_options {
 };
 
 /*
- * FsRequest {op: FsOp}, flattened: only the fields of <kind> are on the
+ * FsRequest {op: FsOp, bulk}, flattened: only the fields of <kind> are on the
  * wire.  <path> is used by RealPath, Stat, SetStat, List, ReadLink, Mkdir,
  * Remove, RemoveDir, OpenFile and OpenDir; <handle> by CloseHandle, Read,
  * Write, ReadDir, FStat and FSetStat.
@@ -106,9 +109,10 @@ struct proto_fs_request {
 	struct proto_str dst;		      /* Copy Rename */
 	struct proto_fs_open_options options; /* OpenFile */
 	uint64_t handle;
-	uint64_t offset;	    /* Read Write: bytes from the file start */
-	struct proto_opt_u64 len;   /* Read (null: to EOF), Write (null: unchecked) */
-	struct proto_opt_u32 limit; /* ReadDir (null: 128 entries) */
+	uint64_t offset;		  /* Read Write: bytes from the file start */
+	struct proto_opt_u64 len;	  /* Read (null: to EOF), Write (null: unchecked) */
+	struct proto_opt_u32 limit;	  /* ReadDir (null: 128 entries) */
+	struct proto_opt_bulk_offer bulk; /* gen 8, Read and Write only (G5); omitted when unset */
 };
 
 /* FsEntryInfo.kind; proto_fs_kind_names[] holds the wire names. */

@@ -1,5 +1,6 @@
 /*
- * proto/types.c - the table of message types and the wire-name lookup.
+ * proto/types.c - the table of message types (generations 7 to 9) and the
+ * wire-name lookup.
  */
 #include <string.h>
 
@@ -12,6 +13,7 @@
 #define H2G PROTO_DIR_H2G
 #define G2H PROTO_DIR_G2H
 #define BOTH PROTO_DIR_BOTH
+#define IN_DATA PROTO_TA_INPUT_DATA
 #define TYPE(e, n, g, f, d, a) [e] = {n, sizeof(n) - 1, g, f, d, a}
 
 const struct proto_type_info proto_type_table[PROTO_T__COUNT] = {
@@ -30,7 +32,7 @@ const struct proto_type_info proto_type_table[PROTO_T__COUNT] = {
 	TYPE(PROTO_T_ERROR, "core.error", 5, T_, G2H, 0),
 	TYPE(PROTO_T_EXEC_REQUEST, "core.exec.request", 1, S_, H2G, 0),
 	TYPE(PROTO_T_EXEC_STARTED, "core.exec.started", 1, 0, G2H, 0),
-	TYPE(PROTO_T_EXEC_STDIN, "core.exec.stdin", 1, 0, H2G, PROTO_TA_DATA),
+	TYPE(PROTO_T_EXEC_STDIN, "core.exec.stdin", 1, 0, H2G, PROTO_TA_DATA | IN_DATA),
 	TYPE(PROTO_T_EXEC_STDIN_ERROR, "core.exec.stdin.error", 1, 0, G2H, 0),
 	TYPE(PROTO_T_EXEC_STDOUT, "core.exec.stdout", 1, 0, G2H, PROTO_TA_DATA),
 	TYPE(PROTO_T_EXEC_STDERR, "core.exec.stderr", 1, 0, G2H, PROTO_TA_DATA),
@@ -40,14 +42,27 @@ const struct proto_type_info proto_type_table[PROTO_T__COUNT] = {
 	TYPE(PROTO_T_EXEC_SIGNAL, "core.exec.signal", 1, 0, H2G, 0),
 	TYPE(PROTO_T_FS_REQUEST, "core.fs.request", 2, S_, H2G, 0),
 	TYPE(PROTO_T_FS_RESPONSE, "core.fs.response", 2, T_, G2H, 0),
-	TYPE(PROTO_T_FS_DATA, "core.fs.data", 2, 0, BOTH, PROTO_TA_DATA),
+	TYPE(PROTO_T_FS_DATA, "core.fs.data", 2, 0, BOTH, PROTO_TA_DATA | IN_DATA),
 	TYPE(PROTO_T_TCP_CONNECT, "core.tcp.connect", 4, S_, H2G, 0),
 	TYPE(PROTO_T_TCP_CONNECTED, "core.tcp.connected", 4, 0, G2H, PROTO_TA_EMPTY),
-	TYPE(PROTO_T_TCP_DATA, "core.tcp.data", 4, 0, BOTH, PROTO_TA_DATA),
-	TYPE(PROTO_T_TCP_EOF, "core.tcp.eof", 4, 0, BOTH, PROTO_TA_EMPTY),
+	TYPE(PROTO_T_TCP_DATA, "core.tcp.data", 4, 0, BOTH, PROTO_TA_DATA | IN_DATA),
+	TYPE(PROTO_T_TCP_EOF, "core.tcp.eof", 4, 0, BOTH, PROTO_TA_EMPTY | IN_DATA),
 	TYPE(PROTO_T_TCP_CLOSE, "core.tcp.close", 4, 0, H2G, PROTO_TA_EMPTY),
 	TYPE(PROTO_T_TCP_CLOSED, "core.tcp.closed", 4, T_, G2H, PROTO_TA_EMPTY),
 	TYPE(PROTO_T_TCP_FAILED, "core.tcp.failed", 4, T_, G2H, 0),
+	TYPE(PROTO_T_BULK_ACCEPTED, "core.bulk.accepted", 8, 0, G2H, 0),
+	TYPE(PROTO_T_BULK_CREDIT, "core.bulk.credit", 8, 0, BOTH, 0),
+	TYPE(PROTO_T_BULK_FINISH, "core.bulk.finish", 8, 0, BOTH, 0),
+	TYPE(PROTO_T_BULK_CANCEL, "core.bulk.cancel", 8, 0, BOTH, 0),
+	TYPE(PROTO_T_WORKLOAD_FREEZE, "core.workload.freeze", 9, 0, H2G, PROTO_TA_CONTROL),
+	TYPE(PROTO_T_WORKLOAD_FROZEN, "core.workload.frozen", 9, 0, G2H, PROTO_TA_CONTROL),
+	TYPE(PROTO_T_WORKLOAD_THAW, "core.workload.thaw", 9, 0, H2G, PROTO_TA_CONTROL),
+	TYPE(PROTO_T_WORKLOAD_THAWED, "core.workload.thawed", 9, 0, G2H, PROTO_TA_CONTROL),
+	/* sent on id 0xFFFFFFFF (PROTO_WORKLOAD_CREDIT_ID), not on the control id */
+	TYPE(PROTO_T_WORKLOAD_TRANSPORT_CREDIT, "core.workload.transport.credit", 9, 0, G2H, 0),
+	TYPE(PROTO_T_ROOT_DISK_PREPARE, "core.root_disk.prepare", 9, 0, H2G, 0),
+	TYPE(PROTO_T_ROOT_DISK_GROW, "core.root_disk.grow", 9, 0, H2G, 0),
+	TYPE(PROTO_T_ROOT_DISK_STATE, "core.root_disk.state", 9, 0, G2H, 0),
 };
 
 /*
@@ -103,6 +118,9 @@ enum proto_type proto_type_lookup(const char *name, size_t len)
 		CAND(PROTO_T_EXEC_SIGNAL);
 		CAND(PROTO_T_FS_RESPONSE);
 		CAND(PROTO_T_TCP_CONNECT);
+		CAND(PROTO_T_BULK_CREDIT);
+		CAND(PROTO_T_BULK_FINISH);
+		CAND(PROTO_T_BULK_CANCEL);
 		break;
 	case 17:
 		CAND(PROTO_T_EXEC_REQUEST);
@@ -111,12 +129,27 @@ enum proto_type proto_type_lookup(const char *name, size_t len)
 	case 18:
 		CAND(PROTO_T_INIT_RESOLVED);
 		CAND(PROTO_T_TCP_CONNECTED);
+		CAND(PROTO_T_BULK_ACCEPTED);
+		CAND(PROTO_T_WORKLOAD_THAW);
+		break;
+	case 19:
+		CAND(PROTO_T_ROOT_DISK_GROW);
+		break;
+	case 20:
+		CAND(PROTO_T_WORKLOAD_FREEZE);
+		CAND(PROTO_T_WORKLOAD_FROZEN);
+		CAND(PROTO_T_WORKLOAD_THAWED);
+		CAND(PROTO_T_ROOT_DISK_STATE);
 		break;
 	case 21:
 		CAND(PROTO_T_EXEC_STDIN_ERROR);
 		break;
+	case 22:
+		CAND(PROTO_T_ROOT_DISK_PREPARE);
+		break;
 	case 30:
 		CAND(PROTO_T_RELAY_CLIENT_DISCONNECTED);
+		CAND(PROTO_T_WORKLOAD_TRANSPORT_CREDIT);
 		break;
 	default:
 		break;

@@ -1,13 +1,19 @@
 /*
- * proto/types.h - the message types of generation 7 (spec section 3).
+ * proto/types.h - the message types of generations 7, 8 and 9 (spec
+ * section 3, protocol-gen9.md G3).
  *
- * One enum value per wire name, in the order of the spec's table, and a
- * table of what is fixed per type: wire name, generation that introduced
- * it, frame flags, direction and payload shape.  Generation-9 types
- * (core.bulk.*, core.workload.*, core.root_disk.*) go after
- * PROTO_T_TCP_FAILED and before PROTO_T__COUNT, and into the table and
- * proto_type_lookup() in types.c (a test checks that every table name
- * looks up to its own type).
+ * One enum value per wire name: the generation-7 types in the order of the
+ * spec's table, then the types of generations 8 and 9 (core.bulk.*,
+ * core.workload.*, core.root_disk.*), and a table of what is fixed per
+ * type: wire name, generation that introduced it, frame flags, direction
+ * and payload shape.  A new type goes before PROTO_T__COUNT, into the
+ * table and into proto_type_lookup() in types.c (a test checks that every
+ * table name looks up to its own type).
+ *
+ * Generations: sandwire writes "v" = PROTO_VERSION (7) unless a message
+ * needs more (msg.h); it speaks up to PROTO_VERSION_MAX (9).  A peer's
+ * generation gates what may be sent to it: raw bulk and core.bulk.* need
+ * PROTO_GEN_BULK, core.workload.* and core.root_disk.* PROTO_GEN_WORKLOAD.
  */
 #ifndef SW_PROTO_TYPES_H
 #define SW_PROTO_TYPES_H
@@ -15,7 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 7 /* generation written in "v" by default */
+#define PROTO_VERSION 7	    /* generation written in "v" by default */
+#define PROTO_VERSION_MAX 9 /* highest generation sandwire speaks (0.7.x) */
+#define PROTO_GEN_BULK 8    /* raw bulk records, core.bulk.*, bulk offers (BULK_PROTOCOL_VERSION) */
+#define PROTO_GEN_WORKLOAD 9 /* core.workload.*, core.root_disk.*, gen-9 optional fields */
 
 enum proto_type {
 	PROTO_T_UNKNOWN = -1, /* not one of ours (decoders keep the wire name) */
@@ -51,6 +60,20 @@ enum proto_type {
 	PROTO_T_TCP_CLOSE,
 	PROTO_T_TCP_CLOSED,
 	PROTO_T_TCP_FAILED,
+	/* generation 8: raw bulk control (protocol-gen9.md G3.1) */
+	PROTO_T_BULK_ACCEPTED,
+	PROTO_T_BULK_CREDIT,
+	PROTO_T_BULK_FINISH,
+	PROTO_T_BULK_CANCEL,
+	/* generation 9: workload freeze/thaw, aggregate input credit, root disk (G3.2) */
+	PROTO_T_WORKLOAD_FREEZE,
+	PROTO_T_WORKLOAD_FROZEN,
+	PROTO_T_WORKLOAD_THAW,
+	PROTO_T_WORKLOAD_THAWED,
+	PROTO_T_WORKLOAD_TRANSPORT_CREDIT,
+	PROTO_T_ROOT_DISK_PREPARE,
+	PROTO_T_ROOT_DISK_GROW,
+	PROTO_T_ROOT_DISK_STATE,
 	PROTO_T__COUNT
 };
 
@@ -62,9 +85,10 @@ enum proto_dir {
 };
 
 /* Payload shape attributes (proto_type_info.attrs). */
-#define PROTO_TA_DATA 0x01u    /* payload is {data: bytes}: zero-copy path (data.h) */
-#define PROTO_TA_EMPTY 0x02u   /* payload is the empty map {} */
-#define PROTO_TA_CONTROL 0x04u /* sent on the control id 0 */
+#define PROTO_TA_DATA 0x01u	  /* payload is {data: bytes}: zero-copy path (data.h) */
+#define PROTO_TA_EMPTY 0x02u	  /* payload is the empty map {} */
+#define PROTO_TA_CONTROL 0x04u	  /* sent on the control id 0 */
+#define PROTO_TA_INPUT_DATA 0x08u /* counted as data by the aggregate input credit (G6) */
 
 struct proto_type_info {
 	const char *name; /* wire name ("core.exec.stdout"), NUL-terminated */
@@ -106,6 +130,17 @@ static inline uint8_t proto_type_flags(enum proto_type t)
 static inline int proto_type_is_data(enum proto_type t)
 {
 	return proto_type_valid(t) && (proto_type_table[t].attrs & PROTO_TA_DATA);
+}
+
+/*
+ * True when a host frame of type <t> counts against the data ("bulk_*")
+ * class of the aggregate input credit (protocol-gen9.md G6: exec.stdin,
+ * tcp.data, tcp.eof, fs.data; raw bulk records count as data too, by their
+ * flag); every other type counts as control.
+ */
+static inline int proto_type_is_input_data(enum proto_type t)
+{
+	return proto_type_valid(t) && (proto_type_table[t].attrs & PROTO_TA_INPUT_DATA);
 }
 
 #endif /* SW_PROTO_TYPES_H */
