@@ -58,7 +58,7 @@ struct client {
 	uint32_t held_ids[CL_PEND_MAX];
 	uint8_t held_flags[CL_PEND_MAX];
 	uint32_t held_len[CL_PEND_MAX];
-	bool held_exec[CL_PEND_MAX];
+	int held_type[CL_PEND_MAX];
 	uint32_t nheld;
 };
 
@@ -185,27 +185,26 @@ static void cl_send_core_error(struct client *cl, uint32_t id, bool terminal, co
 
 /* ---- relay --------------------------------------------------------------------- */
 
-/* True when the SESSION_START frame <fr> is a core.exec.request (from its first bytes). */
-static bool frame_is_exec_request(const struct seg_frame *fr)
-{
-	static const char name[] = "core.exec.request";
-	uint8_t b[64];
-	size_t n = seg_frame_peek(fr, b, sizeof(b));
-
-	for (size_t i = PROTO_HDR_SIZE; i + sizeof(name) <= n; i++)
-		if (b[i] == 0x60 + sizeof(name) - 1 && !memcmp(b + i + 1, name, sizeof(name) - 1))
-			return true;
-	return false;
-}
-
 static void frame_drop(struct seg_frame *fr)
 {
 	for (uint32_t i = 0; i < fr->nseg; i++)
 		seg_release(&fr->seg[i]);
 }
 
-/* Check and forward one frame of an attached client. */
-static void cl_relay_frame(struct client *cl, uint32_t id, uint8_t flags, bool exec, struct segq *q)
+/*
+ * The type the relay needs to know of a client frame: session starts (exec
+ * tracking) and, when the agent meters input, every frame (its class);
+ * PROTO_T_UNKNOWN otherwise.
+ */
+static int cl_frame_type(const struct client *cl, const struct seg_frame *fr)
+{
+	bool window = cl->link && atomic_load_explicit(&cl->link->sb->window, memory_order_relaxed);
+
+	return (fr->flags & PROTO_FLAG_SESSION_START) || window ? seg_frame_type(fr) : PROTO_T_UNKNOWN;
+}
+
+/* Check one frame of an attached client (<type>: cl_frame_type) and forward it. */
+static void cl_relay_frame(struct client *cl, uint32_t id, uint8_t flags, int type, struct segq *q)
 {
 	struct link *l = cl->link;
 	struct shard *s = cl->es->s;
@@ -227,7 +226,7 @@ static void cl_relay_frame(struct client *cl, uint32_t id, uint8_t flags, bool e
 		return;
 	}
 	if (flags & PROTO_FLAG_SESSION_START) {
-		if (exec)
+		if (type == PROTO_T_EXEC_REQUEST)
 			link_note_event(l, id, XEV_EXEC_START);
 		idset_add(&cl->live, id);
 	}
@@ -237,6 +236,8 @@ static void cl_relay_frame(struct client *cl, uint32_t id, uint8_t flags, bool e
 	}
 	stat_add(&cl->es->st.frames_out, 1);
 	atomic_fetch_add_explicit(&l->sb->frames_out, 1, memory_order_relaxed);
+	link_note_frame(l, (uint32_t)q->bytes,
+		flags == PROTO_FLAG_BULK || proto_type_is_input_data((enum proto_type)type));
 	link_send_to_console(s, l, q);
 	if (atomic_load(&l->to_guest) > ENGINE_QUEUE_HIGH && cl->rx_want) {
 		atomic_store(&l->ep_paused, true);
@@ -317,7 +318,7 @@ static void cl_attached(struct shard *s, struct link *l)
 			if (segq_push(&q, &sg) < 0)
 				seg_release(&sg);
 		}
-		cl_relay_frame(cl, cl->held_ids[i], cl->held_flags[i], cl->held_exec[i], &q);
+		cl_relay_frame(cl, cl->held_ids[i], cl->held_flags[i], cl->held_type[i], &q);
 	}
 	segq_clear(&cl->held);
 	cl->nheld = 0;
@@ -481,8 +482,8 @@ static void cl_hold(struct client *cl, struct seg_frame *fr)
 	cl->held_ids[cl->nheld] = fr->id;
 	cl->held_flags[cl->nheld] = fr->flags;
 	cl->held_len[cl->nheld] = fr->len + PROTO_LEN_SIZE;
-	cl->held_exec[cl->nheld] =
-		(fr->flags & PROTO_FLAG_SESSION_START) && frame_is_exec_request(fr);
+	/* sized as a session start or as input when replayed (the window is known by then) */
+	cl->held_type[cl->nheld] = seg_frame_type(fr);
 	cl->nheld++;
 	for (uint32_t i = 0; i < fr->nseg; i++)
 		if (segq_push(&cl->held, &fr->seg[i]) < 0)
@@ -512,8 +513,7 @@ static void cl_frame(void *ctx, struct seg_frame *fr)
 	for (uint32_t i = 0; i < fr->nseg; i++)
 		if (segq_push(&q, &fr->seg[i]) < 0)
 			seg_release(&fr->seg[i]);
-	cl_relay_frame(cl, fr->id, fr->flags,
-		(fr->flags & PROTO_FLAG_SESSION_START) && frame_is_exec_request(fr), &q);
+	cl_relay_frame(cl, fr->id, fr->flags, cl_frame_type(cl, fr), &q);
 }
 
 static void cl_rx(struct shard *s, struct shard_recv *r, struct chunk *c, int res)

@@ -37,6 +37,12 @@ struct con_kill {
 	uint64_t at;
 };
 
+/* One frame waiting for input credit. */
+struct con_frame {
+	uint32_t size;
+	bool data;
+};
+
 /* owner: the home shard. */
 struct console {
 	struct console *next, *prev; /* eshard->consoles */
@@ -48,6 +54,12 @@ struct console {
 	bool rx_running, rx_want;
 	struct framer fr;
 	struct sender out; /* whole frames for the agent; seg tag = link (a reference) or NULL */
+	/* the agent's aggregate input window (G6): frames wait in held until credit covers them */
+	bool window;
+	struct proto_workload_transport used, grant;
+	struct segq held;
+	struct con_frame *hf; /* sizes and classes of the frames in held, a ring */
+	uint32_t hf_head, hf_n, hf_cap;
 	struct shard_timer boot_timer, kill_timer, full_timer;
 	uint8_t *ready;
 	size_t ready_len;
@@ -106,14 +118,138 @@ static void con_kick_write(struct shard *s, struct shard_defer *d)
 		sender_kick(&con->out);
 }
 
+/* ---- the aggregate input window (G6) ------------------------------------------------------ */
+
+/* Queue the frame made of the first <size> bytes of <q> (whole segments) behind the held ones. */
+static int con_hold(struct console *con, struct segq *q, uint32_t size, bool data)
+{
+	if (con->hf_n == con->hf_cap) {
+		uint32_t cap = con->hf_cap ? con->hf_cap * 2 : 64;
+		struct con_frame *v = malloc(sizeof(*v) * cap);
+
+		if (!v)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < con->hf_n; i++)
+			v[i] = con->hf[(con->hf_head + i) & (con->hf_cap - 1)];
+		free(con->hf);
+		con->hf = v;
+		con->hf_cap = cap;
+		con->hf_head = 0;
+	}
+	for (uint32_t got = 0; got < size && q->n;) {
+		struct seg sg = q->v[q->head];
+
+		q->head = (q->head + 1) & (q->cap - 1);
+		q->n--;
+		q->bytes -= sg.len;
+		got += sg.len;
+		if (segq_push(&con->held, &sg) < 0) {
+			if (sg.tag)
+				link_account(con->es->s, &sg, sg.len, true);
+			seg_release(&sg);
+		}
+	}
+	con->hf[(con->hf_head + con->hf_n++) & (con->hf_cap - 1)] = (struct con_frame){size, data};
+	return 0;
+}
+
+/* Move held frames to the writer while the agent's credit covers them (whole frames, in order). */
+static void con_release(struct console *con)
+{
+	while (con->hf_n) {
+		struct con_frame f = con->hf[con->hf_head];
+		uint64_t *bytes = f.data ? &con->used.bulk_bytes : &con->used.control_bytes;
+		uint64_t *frames = f.data ? &con->used.bulk_frames : &con->used.control_frames;
+		uint64_t gb = f.data ? con->grant.bulk_bytes : con->grant.control_bytes;
+		uint64_t gf = f.data ? con->grant.bulk_frames : con->grant.control_frames;
+
+		if (*bytes + f.size > gb || *frames + 1 > gf)
+			break;
+		*bytes += f.size;
+		*frames += 1;
+		con->hf_head = (con->hf_head + 1) & (con->hf_cap - 1);
+		con->hf_n--;
+		for (uint32_t got = 0; got < f.size && con->held.n;) {
+			struct seg sg = con->held.v[con->held.head];
+
+			con->held.head = (con->held.head + 1) & (con->held.cap - 1);
+			con->held.n--;
+			con->held.bytes -= sg.len;
+			got += sg.len;
+			if (segq_push(&con->out.q, &sg) < 0) {
+				if (sg.tag)
+					link_account(con->es->s, &sg, sg.len, true);
+				seg_release(&sg);
+			}
+		}
+	}
+	sender_kick(&con->out);
+}
+
+/* A grant from the agent (core.workload.transport.credit): limits only grow. */
+static void con_grant(struct console *con, struct seg_frame *fr)
+{
+	size_t n = (size_t)fr->len + PROTO_LEN_SIZE;
+	uint8_t buf[256];
+	struct proto_frame f;
+	struct proto_msg m;
+	const struct proto_workload_transport *g = &m.u.workload_transport_credit;
+
+	if (n > sizeof(buf) || seg_frame_peek(fr, buf, n) != n || proto_frame_parse(buf, n, &f) <= 0 ||
+		proto_frame_decode(&f, &m, NULL, NULL) < 0 || m.type != PROTO_T_WORKLOAD_TRANSPORT_CREDIT) {
+		stat_add(&con->es->st.drops, 1);
+		return;
+	}
+	if (g->control_bytes > con->grant.control_bytes)
+		con->grant.control_bytes = g->control_bytes;
+	if (g->control_frames > con->grant.control_frames)
+		con->grant.control_frames = g->control_frames;
+	if (g->bulk_bytes > con->grant.bulk_bytes)
+		con->grant.bulk_bytes = g->bulk_bytes;
+	if (g->bulk_frames > con->grant.bulk_frames)
+		con->grant.bulk_frames = g->bulk_frames;
+	con_release(con);
+}
+
+/* Drop what waits for credit (the console is going away). */
+static void con_held_drop(struct console *con)
+{
+	while (con->held.n) {
+		struct seg *sg = &con->held.v[con->held.head];
+
+		if (sg->tag)
+			link_account(con->es->s, sg, sg->len, true);
+		seg_release(sg);
+		con->held.head = (con->held.head + 1) & (con->held.cap - 1);
+		con->held.n--;
+	}
+	segq_clear(&con->held);
+	free(con->hf);
+	con->hf = NULL;
+	con->hf_n = con->hf_cap = 0;
+}
+
 static int con_send_msg(struct console *con, uint32_t id, const struct proto_msg *m)
 {
 	uint8_t buf[512];
 	long n = proto_frame_encode(buf, sizeof(buf), id, m);
+	struct segq q;
+	struct seg sg;
 
 	if (n < 0)
 		return (int)n;
-	return sender_push_copy(&con->out, buf, (size_t)n);
+	if (!con->window || con->st != CON_UP)
+		return sender_push_copy(&con->out, buf, (size_t)n);
+	sg = seg_heap_copy(buf, (size_t)n);
+	segq_init(&q);
+	if (!sg.p || segq_push(&q, &sg) < 0) {
+		seg_release(&sg);
+		return -ENOMEM;
+	}
+	con_hold(con, &q, (uint32_t)n, proto_type_is_input_data(m->type));
+	segq_clear(&q);
+	con_release(con);
+	return 0;
 }
 
 static void con_send_signal(struct console *con, uint32_t id, int sig)
@@ -184,6 +320,7 @@ static void con_maybe_free(struct console *con)
 	if (con->st != CON_DEAD || con->rx_running || sender_busy(&con->out) || con->nlinks)
 		return;
 	sender_destroy(&con->out);
+	con_held_drop(con);
 	framer_destroy(&con->fr);
 	engine_slots_destroy(&con->slots);
 	while (con->kills) {
@@ -221,20 +358,6 @@ static void con_boot_timeout(struct shard *s, struct shard_timer *t)
 }
 
 /* ---- guest -> host ---------------------------------------------------------------------------- */
-
-/* True when the frame's "t" is core.error (peeked from its first bytes). */
-static bool frame_is_error(const struct seg_frame *fr)
-{
-	static const char name[] = "core.error";
-	uint8_t b[64];
-	size_t n = seg_frame_peek(fr, b, sizeof(b));
-
-	/* canonical envelope: a3 61 76 <v> 61 74 <text head> <name> (spec 2.2) */
-	for (size_t i = PROTO_HDR_SIZE; i + 1 + sizeof(name) - 1 <= n; i++)
-		if (b[i] == 0x60 + sizeof(name) - 1 && !memcmp(b + i + 1, name, sizeof(name) - 1))
-			return true;
-	return false;
-}
 
 static void frame_release(struct seg_frame *fr)
 {
@@ -282,6 +405,12 @@ static void con_boot_frame(struct console *con, struct seg_frame *fr)
 		memcpy(sb->agent_version, m.u.ready.agent_version.ptr, vl);
 		sb->agent_version[vl] = '\0';
 		atomic_store(&sb->generation, m.v);
+		/* G6: an agent announcing barrier version 2 meters input from here on. */
+		con->window = m.u.ready.workload_transport_barrier_version.set &&
+			      m.u.ready.workload_transport_barrier_version.v == 2;
+		con->grant = (struct proto_workload_transport){PROTO_WORKLOAD_CONTROL_BYTES,
+			PROTO_WORKLOAD_CONTROL_FRAMES, PROTO_WORKLOAD_DATA_BYTES, PROTO_WORKLOAD_DATA_FRAMES};
+		atomic_store(&sb->window, con->window);
 		atomic_store(&sb->boot_ms, (shard_now_ns() - sb->t_start) / 1000000);
 		shard_timer_cancel(s, &con->boot_timer);
 		con->st = CON_UP;
@@ -350,7 +479,12 @@ static void con_route(void *ctx, struct seg_frame *fr)
 	}
 	stat_add(&es->st.frames_in, 1);
 	atomic_fetch_add_explicit(&con->sb->frames_in, 1, memory_order_relaxed);
-	terminal = (fr->flags & PROTO_FLAG_TERMINAL) && !frame_is_error(fr);
+	if (fr->id == PROTO_WORKLOAD_CREDIT_ID) { /* the agent's, not a client's (G6) */
+		con_grant(con, fr);
+		frame_release(fr);
+		return;
+	}
+	terminal = (fr->flags & PROTO_FLAG_TERMINAL) && seg_frame_type(fr) != PROTO_T_ERROR;
 	engine_slots_frame(&con->slots, fr->id, false, false, terminal);
 	k = engine_slot_route(fr->id);
 	l = k == ENGINE_SLOT_ENGINE ? *ptab_slot(con, fr->id) : con->slot_link[k];
@@ -427,14 +561,28 @@ void console_take_xfer(struct shard *s, struct xfer *x)
 		xfer_drop(x);
 		return;
 	}
+	if (con->window) /* each segment holds a link reference, as in the sender */
+		for (uint32_t i = 0; i < x->q.n; i++) {
+			link_get(l);
+			x->q.v[(x->q.head + i) & (x->q.cap - 1)].tag = l;
+		}
 	for (uint32_t i = 0; i < x->nev; i++) {
 		const struct xev *ev = &x->ev[i];
 
 		if (ev->kind == XEV_PORT_CLOSE)
 			ptab_remove(con, ev->id);
+		else if (ev->kind == XEV_FRAME_CONTROL || ev->kind == XEV_FRAME_DATA)
+			con_hold(con, &x->q, ev->id, ev->kind == XEV_FRAME_DATA);
 		else
 			engine_slots_frame(&con->slots, ev->id, true, ev->kind == XEV_EXEC_START,
 				ev->kind == XEV_TERMINAL);
+	}
+	if (con->window) {
+		if (x->q.n) /* frames the endpoint did not size (it cannot happen): hold as control */
+			con_hold(con, &x->q, (uint32_t)x->q.bytes, false);
+		xfer_drop(x);
+		con_release(con);
+		return;
 	}
 	sender_take_xfer(&con->out, x);
 	xfer_drop(x);
@@ -678,6 +826,7 @@ void console_start_on_home(struct shard *s, void *arg)
 	con->st = CON_BOOT;
 	framer_init(&con->fr, PROTO_MAX_FRAME_LEN);
 	sender_init(&con->out, s, fd, true, con_write_done, con_kick_write);
+	segq_init(&con->held);
 	shard_timer_init(&con->boot_timer, con_boot_timeout);
 	shard_timer_init(&con->kill_timer, con_kill_due);
 	shard_timer_init(&con->full_timer, con_full_timeout);

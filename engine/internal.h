@@ -143,6 +143,7 @@ struct sandbox {
 	bool msb_live;		   /* agent.sock listening */
 	/* written by the home shard, read by anyone */
 	_Atomic uint32_t clients, generation;
+	_Atomic bool window;	   /* the running agent meters host input (G6): endpoints size frames */
 	_Atomic uint64_t boot_ms, frames_in, frames_out, bytes_in, bytes_out;
 	char agent_version[64];	   /* written by the home shard before it reports ready */
 };
@@ -218,6 +219,8 @@ enum xev_kind {
 	XEV_EXEC_START = 0, /* SESSION_START core.exec.request */
 	XEV_TERMINAL,	    /* a TERMINAL frame */
 	XEV_PORT_CLOSE,	    /* a port connection gave up its stream id */
+	XEV_FRAME_CONTROL,  /* the next frame of the batch (its size in id) is control input (G6) */
+	XEV_FRAME_DATA,	    /* ... is data input (G6) */
 };
 
 struct xev {
@@ -251,6 +254,13 @@ int link_send_frame_to_console(struct shard *s, struct link *l, const void *p, s
 /* Note a session event for the frames queued toward the console / the endpoint. */
 int link_note_event(struct link *l, uint32_t id, enum xev_kind kind);
 int link_note_event_c(struct link *l, uint32_t id, enum xev_kind kind);
+/*
+ * Before queueing a frame of <size> wire bytes toward the console: when its
+ * agent meters input (G6), note the frame's size and class (<data>: exec
+ * stdin, tcp data/eof, fs data, raw records) so the console can hold it
+ * until the agent's credit covers it.
+ */
+void link_note_frame(struct link *l, uint32_t size, bool data);
 /*
  * <n> bytes of segment <sg> (tagged with its link, a reference) reached their
  * destination: lower the link's queued count toward the guest or the

@@ -292,6 +292,12 @@ int link_note_event(struct link *l, uint32_t id, enum xev_kind kind)
 	return xev_push(&l->ev, &l->nev, &l->capev, id, kind);
 }
 
+void link_note_frame(struct link *l, uint32_t size, bool data)
+{
+	if (atomic_load_explicit(&l->sb->window, memory_order_relaxed))
+		link_note_event(l, size, data ? XEV_FRAME_DATA : XEV_FRAME_CONTROL);
+}
+
 int link_note_event_c(struct link *l, uint32_t id, enum xev_kind kind)
 {
 	return xev_push(&l->evc, &l->nevc, &l->capevc, id, kind);

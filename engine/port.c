@@ -144,6 +144,9 @@ static size_t data_prefix(const struct seg_frame *fr, const uint8_t *head, size_
 		if (proto_data_prefix_size(PROTO_T_TCP_DATA, pl) != p)
 			continue;
 		n = proto_data_prefix_write(want, sizeof(want), PROTO_T_TCP_DATA, fr->id, pl);
+		/* any generation in "v" (one byte after a3 61 76): 0.7 agents write 9 */
+		if (n == (long)p && head[PROTO_HDR_SIZE + 3] <= 0x17)
+			want[PROTO_HDR_SIZE + 3] = head[PROTO_HDR_SIZE + 3];
 		if (n == (long)p && !memcmp(want, head, p))
 			return p;
 	}
@@ -287,8 +290,10 @@ static void pc_send_own(struct pconn *pc, enum proto_type t)
 	struct proto_msg m = {.type = t};
 	long n = proto_frame_encode(buf, sizeof(buf), pc->link->id_lo, &m);
 
-	if (n > 0)
-		link_send_frame_to_console(pc->es->s, pc->link, buf, (size_t)n);
+	if (n <= 0)
+		return;
+	link_note_frame(pc->link, (uint32_t)n, proto_type_is_input_data(t));
+	link_send_frame_to_console(pc->es->s, pc->link, buf, (size_t)n);
 }
 
 static void pc_rx(struct shard *s, struct shard_recv *r, struct chunk *c, int res)
@@ -311,6 +316,7 @@ static void pc_rx(struct shard *s, struct shard_recv *r, struct chunk *c, int re
 		}
 		stat_add(&pc->es->st.frames_out, 1);
 		atomic_fetch_add_explicit(&l->sb->frames_out, 1, memory_order_relaxed);
+		link_note_frame(l, c->len, true);
 		link_send_to_console(s, l, &q);
 		if (atomic_load(&l->to_guest) > ENGINE_QUEUE_HIGH && pc->rx_want) {
 			atomic_store(&l->ep_paused, true);

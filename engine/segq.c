@@ -9,6 +9,7 @@
 
 #include "proto/error.h"
 #include "proto/frame.h"
+#include "proto/types.h"
 #include "ring/chunk.h"
 #include "ring/chunk_pool.h"
 
@@ -226,4 +227,30 @@ size_t seg_frame_peek(const struct seg_frame *fr, void *buf, size_t cap)
 		got += k;
 	}
 	return got;
+}
+
+int seg_frame_type(const struct seg_frame *fr)
+{
+	uint8_t b[64];
+	size_t n = seg_frame_peek(fr, b, sizeof(b)), i = PROTO_HDR_SIZE, len;
+
+	if (fr->flags & PROTO_FLAG_BULK)
+		return PROTO_T_UNKNOWN;
+	/* a3, "v" key and value (one byte for v < 24), "t" key */
+	if (n < i + 6 || b[i] != 0xa3 || b[i + 1] != 0x61 || b[i + 2] != 'v' || b[i + 3] > 0x17 ||
+		b[i + 4] != 0x61 || b[i + 5] != 't')
+		return PROTO_T_UNKNOWN;
+	i += 6;
+	if (b[i] >= 0x60 && b[i] <= 0x77) {
+		len = b[i] - 0x60u;
+		i += 1;
+	} else if (b[i] == 0x78 && i + 1 < n) {
+		len = b[i + 1];
+		i += 2;
+	} else {
+		return PROTO_T_UNKNOWN;
+	}
+	if (i + len > n)
+		return PROTO_T_UNKNOWN;
+	return proto_type_lookup((const char *)b + i, len);
 }

@@ -121,4 +121,12 @@ int framer_feed_seg(struct framer *f, struct seg *sg,
  */
 size_t seg_frame_peek(const struct seg_frame *fr, void *buf, size_t cap);
 
+/*
+ * The message type of CBOR frame <fr>, read from its first 64 bytes (the
+ * canonical envelope puts "t" second: a3 61 76 <v> 61 74 <text>), or
+ * PROTO_T_UNKNOWN (a raw record, a non-canonical envelope, an unknown
+ * name).  For routing decisions only; decoders check properly.
+ */
+int seg_frame_type(const struct seg_frame *fr);
+
 #endif /* SW_ENGINE_SEGQ_H */

@@ -28,14 +28,6 @@
 #define SH(script) ((const char *const[]){"/bin/sh", "-c", (script), NULL})
 
 /* Poll until <cond> holds or <ms> pass; evaluates to the final <cond>. */
-#define WAIT_FOR(cond, ms)                                                                         \
-	({                                                                                         \
-		int64_t until_ = dh_now_ms() + (ms);                                               \
-		while (!(cond) && dh_now_ms() < until_)                                            \
-			dh_sleep_ms(20);                                                           \
-		(cond);                                                                            \
-	})
-
 /* The shard whose client count went up by one from <a> to <b> (the others unchanged), or -1. */
 static int shard_gained_client(
 	const struct engine_shard_stats *a, const struct engine_shard_stats *b, unsigned n)

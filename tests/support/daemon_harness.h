@@ -129,6 +129,15 @@ void dh_attach_path(const char *path, struct agent_client *ac, uint32_t *lo, uin
 int dh_fd_count(pid_t pid);
 /* Whether <pid> exists and is not a zombie. */
 bool dh_pid_alive(pid_t pid);
+/* Poll <cond> every 20 ms for at most <ms>; the value of <cond> at the end. */
+#define WAIT_FOR(cond, ms)                                                                         \
+	({                                                                                         \
+		int64_t until_ = dh_now_ms() + (ms);                                               \
+		while (!(cond) && dh_now_ms() < until_)                                            \
+			dh_sleep_ms(20);                                                           \
+		(cond);                                                                            \
+	})
+
 /* Milliseconds of CLOCK_MONOTONIC. */
 int64_t dh_now_ms(void);
 void dh_sleep_ms(unsigned ms);
