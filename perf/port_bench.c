@@ -12,6 +12,9 @@
  *
  * --agent runs the sandbox with another agent (e.g. microsandbox's agentd
  * through ../shared/peers/agentd/agentd-fd3.sh) behind the same daemon.
+ * --peer PATH adds a second sandbox whose agent is PATH, measured in the
+ * same run from the same client, with the ratio of the two (and exec
+ * stdout MB/s through an attached client for both).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,6 +35,7 @@
 #include <unistd.h>
 
 #include "engine/swclient.h"
+#include "perf/client/agent_client.h"
 
 #define BUF_SIZE (1u << 20)
 
@@ -338,8 +342,12 @@ static pid_t start_daemon(const char *sock, unsigned shards, const char *agent)
 	exit(1);
 }
 
-/* Create sandbox "bench" publishing 0:<guest> for each guest port; fills host ports. */
-static void create_sandbox(const char *sock, const uint16_t *guest, uint16_t *host, size_t n)
+/*
+ * Create sandbox <name> (agent <agent>, or the daemon's) publishing 0:<guest>
+ * for each guest port; fills host ports.
+ */
+static void create_sandbox(const char *sock, const char *name, const char *agent,
+	const uint16_t *guest, uint16_t *host, size_t n)
 {
 	struct engine_create cr = {0};
 	struct swc c;
@@ -351,7 +359,11 @@ static void create_sandbox(const char *sock, const uint16_t *guest, uint16_t *ho
 	uint32_t id;
 	long len;
 
-	cr.name = (struct proto_str){"bench", 5};
+	cr.name = (struct proto_str){name, strlen(name)};
+	if (agent) {
+		cr.agent[0] = (struct proto_str){agent, strlen(agent)};
+		cr.nagent = 1;
+	}
 	for (size_t i = 0; i < n; i++) {
 		snprintf(cr.ports[i].host_ip, sizeof(cr.ports[i].host_ip), "127.0.0.1");
 		cr.ports[i].guest_port = guest[i];
@@ -376,6 +388,57 @@ static void create_sandbox(const char *sock, const uint16_t *guest, uint16_t *ho
 fail:
 	fprintf(stderr, "sw-port-bench: create: %s\n", err);
 	exit(1);
+}
+
+/* MB/s of `head -c <mib> MiB` as exec stdout, through a client attached to <name>. */
+static double exec_stdout(const char *sock, const char *name, unsigned mib)
+{
+	char err[512], cmd[96];
+	struct proto_str args[2];
+	struct proto_msg m = {.type = PROTO_T_EXEC_REQUEST};
+	struct agent_client ac;
+	struct swc c;
+	uint8_t *ready = NULL;
+	size_t rl;
+	uint32_t lo, hi;
+	uint64_t got = 0, t0;
+
+	if (swc_connect(&c, sock, err, sizeof(err)) < 0 ||
+		swc_attach(&c, name, &lo, &hi, &ready, &rl, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sw-port-bench: attach %s: %s\n", name, err);
+		exit(1);
+	}
+	free(ready);
+	agent_client_attach(&ac, c.fd, -1);
+	c.fd = -1;
+	snprintf(cmd, sizeof(cmd), "head -c %llu /dev/zero", (unsigned long long)mib << 20);
+	args[0] = (struct proto_str){"-c", 2};
+	args[1] = (struct proto_str){cmd, strlen(cmd)};
+	m.u.exec_request.cmd = (struct proto_str){"/bin/sh", 7};
+	m.u.exec_request.args = args;
+	m.u.exec_request.nargs = 2;
+	m.u.exec_request.rows = 24;
+	m.u.exec_request.cols = 80;
+	t0 = now_ns();
+	if (agent_client_send(&ac, lo, &m) < 0)
+		die("exec request");
+	for (;;) {
+		if (agent_client_recv(&ac, 30000) <= 0)
+			die("exec stdout");
+		if (ac.msg.type == PROTO_T_EXEC_STDOUT)
+			got += ac.msg.u.data.len;
+		else if (ac.msg.type == PROTO_T_EXEC_EXITED || ac.msg.type == PROTO_T_EXEC_FAILED)
+			break;
+	}
+	t0 = now_ns() - t0;
+	agent_client_close(&ac, 0);
+	swc_close(&c);
+	if (got != (uint64_t)mib << 20) {
+		fprintf(stderr, "sw-port-bench: exec stdout of %s: %llu bytes\n", name,
+			(unsigned long long)got);
+		exit(1);
+	}
+	return (double)got / ((double)t0 / 1e9) / 1e6;
 }
 
 static void copy_stats(const char *sock, uint64_t *copies, uint64_t *bytes);
@@ -407,7 +470,8 @@ int main(int argc, char **argv)
 {
 	unsigned mib = 256, shards = 2, conns = 1000;
 	double secs = 3;
-	const char *agent = NULL;
+	const char *agent = NULL, *peer = NULL;
+	uint16_t phost[3];
 	char dir[] = "/tmp/sw-port-bench.XXXXXX", sock[128];
 	uint16_t guest[3], host[3];
 	struct server sink, source;
@@ -427,9 +491,11 @@ int main(int argc, char **argv)
 			secs = atof(argv[i + 1]);
 		else if (!strcmp(argv[i], "--agent"))
 			agent = argv[i + 1];
+		else if (!strcmp(argv[i], "--peer"))
+			peer = argv[i + 1];
 		else {
 			fprintf(stderr, "usage: sw-port-bench [--mib N] [--shards N] [--conns N] [--secs S] "
-					"[--agent PATH]\n");
+					"[--agent PATH] [--peer PATH]\n");
 			return 2;
 		}
 	}
@@ -449,7 +515,9 @@ int main(int argc, char **argv)
 		die("mkdtemp");
 	snprintf(sock, sizeof(sock), "%s/sandwired.sock", dir);
 	pid = start_daemon(sock, shards, agent);
-	create_sandbox(sock, guest, host, 3);
+	create_sandbox(sock, "bench", NULL, guest, host, 3);
+	if (peer)
+		create_sandbox(sock, "peer", peer, guest, phost, 3);
 
 	printf("sw-port-bench: sandwired --shards %u, agent %s, %u MiB per transfer, MB/s (port / "
 	       "direct)\n",
@@ -462,6 +530,23 @@ int main(int argc, char **argv)
 			p_in, d_in, p_in / d_in);
 		printf("  %u stream%s guest->host  %8.0f  direct %8.0f  ratio %.2fx\n", s, s > 1 ? "s" : " ",
 			p_out, d_out, p_out / d_out);
+		if (peer) {
+			double q_in = throughput(phost[0], true, s), q_out = throughput(phost[1], false, s);
+
+			printf("    peer agent: host->guest %8.0f (this/peer %.2fx), guest->host %8.0f "
+			       "(this/peer %.2fx)\n",
+				q_in, p_in / q_in, q_out, p_out / q_out);
+		}
+	}
+	{
+		double e = exec_stdout(sock, "bench", mib);
+
+		printf("  exec stdout (head -c %u MiB)   %8.0f MB/s\n", mib, e);
+		if (peer) {
+			double q = exec_stdout(sock, "peer", mib);
+
+			printf("    peer agent               %8.0f MB/s (this/peer %.2fx)\n", q, e / q);
+		}
 	}
 	{
 		double dp50, dp99, drps, pp50, pp99, prps;
