@@ -50,6 +50,7 @@
 #define AGENT_ARENA_SIZE (256u * 1024) /* decode scratch for one frame's lists */
 #define AGENT_SHUTDOWN_GRACE_MS 1500  /* SIGTERM -> SIGKILL on core.shutdown (wire.md) */
 #define AGENT_TCP_CONNECT_TIMEOUT_S 30
+#define AGENT_BULK_H2G_WINDOW (4u << 20) /* host->guest credit kept ahead per TCP bulk stream */
 
 enum agent_op_kind {
 	AGENT_OP_CON_READ = 1,
@@ -94,6 +95,8 @@ struct agent_src {
 	bool waiting;
 	bool polling;           /* the op in flight is a readiness poll, not a read */
 	bool poll_first;        /* socket drained: wait for readiness before taking a chunk */
+	/* Raw bulk flow its reads go out as (records, within its credit), or NULL: CBOR frames. */
+	struct proto_bulk_tx *bulk;
 };
 
 /*
@@ -109,6 +112,7 @@ struct agent_sink {
 	bool closed;
 	bool hold;              /* queue but do not write yet (TCP still connecting) */
 	bool is_socket;
+	bool credit_bounded;    /* a bulk flow's credit bounds it: never pauses the console */
 	struct chunk *head, *tail;
 	size_t bytes;           /* queued, bounded by AGENT_IN_QUEUE_MAX */
 };
@@ -152,6 +156,15 @@ struct agent_tcp {
 	char where[300];            /* "host:port", for error texts */
 	struct agent_src rd;
 	struct agent_sink wr;
+	/* Raw bulk (protocol-gen9.md G4, G5.1), when the connect carried an offer. */
+	bool offered;               /* an offer came with the connect: accept it once connected */
+	struct proto_bulk_offer offer;
+	bool bulk;                  /* core.bulk.accepted sent: data moves as raw records only */
+	struct proto_bulk_rx h2g;   /* host records -> socket */
+	struct proto_bulk_tx g2h;   /* socket -> records to the host */
+	uint64_t h2g_written;       /* record bytes written to the socket (consumed_offset) */
+	size_t pre_bulk;            /* CBOR bytes queued before the acceptance, not yet written */
+	bool h2g_shut;              /* host finish applied: the socket's write side is shut */
 };
 
 enum agent_boot_state { AGENT_BOOT_WAIT_BOOTSTRAP = 1, AGENT_BOOT_WAIT_ACK, AGENT_BOOT_RUNNING };
@@ -179,6 +192,7 @@ struct agent {
 	bool have_default_user;
 	char default_cwd[512];
 	bool have_default_cwd;
+	uint8_t host_gen;              /* "v" of the host's core.bootstrap */
 
 	/* console in */
 	struct agent_op op_con_read, op_con_write, op_signal, op_tick;
@@ -281,7 +295,10 @@ void agent_exec_free(struct agent *a, struct agent_exec *e);
 void agent_exec_kill_range(struct agent *a, uint32_t start, uint32_t end);
 
 /* tcp.c */
-void agent_tcp_connect(struct agent *a, uint32_t id, const struct proto_tcp_connect *c);
+void agent_tcp_connect(struct agent *a, uint32_t id, uint8_t v, const struct proto_tcp_connect *c);
+void agent_tcp_record(struct agent *a, const struct proto_frame *f);
+void agent_tcp_bulk_control(struct agent *a, uint32_t id, const struct proto_msg *m);
+void agent_tcp_sink_wrote(struct agent *a, struct agent_tcp *t, size_t n);
 void agent_tcp_data(struct agent *a, uint32_t id, const uint8_t *p, size_t n);
 void agent_tcp_eof(struct agent *a, uint32_t id);
 void agent_tcp_close(struct agent *a, uint32_t id);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "agent/internal.h"
+#include "proto/bulk.h"
 #include "proto/data.h"
 
 void agent_src_init(struct agent_src *src, struct agent_sess *s, int fd, enum proto_type type,
@@ -50,6 +51,15 @@ void agent_src_arm(struct agent *a, struct agent_src *src)
 		return;
 	if (src->limit < want)
 		want = (unsigned)src->limit;
+	if (src->bulk) {
+		/* No record passes the host's credit: no credit, no read (re-armed on credit). */
+		uint32_t room = proto_bulk_tx_room(src->bulk);
+
+		if (room == 0)
+			return;
+		if (room < want)
+			want = room;
+	}
 	if (src->poll_first) {
 		sqe = agent_sqe(a);
 		io_uring_prep_poll_add(sqe, src->fd, POLLIN);
@@ -132,7 +142,15 @@ void agent_src_complete(struct agent *a, struct agent_src *src, int res)
 	src->poll_first = src->is_socket;
 	if (res > 0 && !s->done) {
 		c->len = (uint32_t)res;
-		proto_data_frame_prepend(c, src->type, s->id);
+		if (src->bulk) {
+			uint64_t off;
+
+			/* The read was bounded by the room: admission cannot fail. */
+			proto_bulk_tx_admit(src->bulk, (size_t)res, &off);
+			proto_bulk_frame_prepend(c, s->id, src->bulk->kind, src->bulk->flow, off);
+		} else {
+			proto_data_frame_prepend(c, src->type, s->id);
+		}
 		c->user = src;
 		src->queued++;
 		s->refs++; /* held by the queued chunk */
@@ -178,7 +196,7 @@ void agent_sink_init(struct agent_sink *k, struct agent_sess *s, int fd, bool is
 
 static bool sink_over_limit(const struct agent_sink *k)
 {
-	return k->bytes > AGENT_IN_QUEUE_MAX;
+	return !k->credit_bounded && k->bytes > AGENT_IN_QUEUE_MAX;
 }
 
 void agent_sink_kick(struct agent *a, struct agent_sink *k)
@@ -310,8 +328,10 @@ void agent_sink_complete(struct agent *a, struct agent_sink *k, int res)
 	} else if (res > 0 && c) {
 		chunk_pull_front(c, (uint32_t)res);
 		k->bytes -= (size_t)res;
-		if (s->kind == AGENT_SESS_TCP)
+		if (s->kind == AGENT_SESS_TCP) {
 			a->act.tcp_bytes += (uint64_t)res;
+			agent_tcp_sink_wrote(a, (struct agent_tcp *)s, (size_t)res);
+		}
 		else if (s->kind == AGENT_SESS_FS)
 			a->act.fs_bytes += (uint64_t)res;
 		if (c->len == 0) {

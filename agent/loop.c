@@ -359,6 +359,14 @@ static void send_ready(struct agent *a)
 	m.u.ready.init_time_ns = now - a->init_start_ns;
 	m.u.ready.ready_time_ns = now;
 	m.u.ready.agent_version = (struct proto_str){ver, strlen(ver)};
+	/*
+	 * A host that wrote generation 8 or later in its bootstrap learns ours
+	 * (9); a generation-7 host sees the generation-7 bytes of before.  No
+	 * gen-9 ready field is set: the agent reads no MSBL lease, grants no
+	 * aggregate input credit and binds no second port (G2.4).
+	 */
+	if (a->host_gen >= PROTO_GEN_BULK)
+		m.v = PROTO_VERSION_MAX;
 	agent_send(a, 0, &m);
 }
 
@@ -410,6 +418,7 @@ static void handle_boot_frame(struct agent *a, const struct proto_frame *f,
 				m->v);
 			return;
 		}
+		a->host_gen = m->v;
 		apply_bootstrap(a, &m->u.bootstrap);
 		send_init_resolved(a);
 		a->boot = AGENT_BOOT_WAIT_ACK;
@@ -494,7 +503,7 @@ static void handle_running_frame(struct agent *a, const struct proto_frame *f,
 		if (m->type == PROTO_T_EXEC_REQUEST)
 			agent_exec_request(a, f->id, &m->u.exec_request);
 		else if (m->type == PROTO_T_TCP_CONNECT)
-			agent_tcp_connect(a, f->id, &m->u.tcp_connect);
+			agent_tcp_connect(a, f->id, m->v, &m->u.tcp_connect);
 		else
 			agent_fs_request(a, f->id, &m->u.fs_request);
 		return;
@@ -537,6 +546,20 @@ static void handle_running_frame(struct agent *a, const struct proto_frame *f,
 	case PROTO_T_SHUTDOWN:
 		begin_shutdown(a);
 		return;
+	case PROTO_T_BULK_CREDIT:
+	case PROTO_T_BULK_FINISH:
+	case PROTO_T_BULK_CANCEL:
+		agent_tcp_bulk_control(a, f->id, m);
+		return;
+	case PROTO_T_WORKLOAD_FREEZE:
+	case PROTO_T_WORKLOAD_THAW:
+	case PROTO_T_ROOT_DISK_PREPARE:
+	case PROTO_T_ROOT_DISK_GROW:
+		/* Generation 9 operations this agent does not implement (G8). */
+		agent_send_error(a, f->id, PROTO_ERROR_CAPABILITY_UNAVAILABLE,
+			proto_type_name(m->type), "%s is not available in this agent",
+			proto_type_name(m->type));
+		return;
 	default:
 		/* ready, bootstrap, init.* after boot, guest->host types: ignored (spec 4.2). */
 		agent_log(a, 3, "ignored %s on id %u", proto_type_name(m->type), f->id);
@@ -562,6 +585,12 @@ static void handle_frame(struct agent *a, const struct proto_frame *f)
 	char why[256];
 	int rc;
 
+	if (a->boot == AGENT_BOOT_RUNNING && (f->flags & PROTO_FLAG_BULK)) {
+		/* A raw record (or a stray 0x08 bit): never CBOR, never fatal (wire.md). */
+		count_host_frame(a, PROTO_T_TCP_DATA);
+		agent_tcp_record(a, f);
+		return;
+	}
 	proto_arena_init(&arena, a->arena_mem, AGENT_ARENA_SIZE);
 	rc = proto_frame_decode(f, &m, &arena, &ei);
 	if (rc == 0)

@@ -19,6 +19,22 @@
  * bounded sink; a full sink pauses the console reader instead of growing.
  * Exactly one of connected/failed answers a connect, and at most one
  * terminal frame is sent per stream.
+ *
+ * Raw bulk (protocol-gen9.md G4, G5.1): a connect in a v >= 8 frame may
+ * carry a `bulk` offer.  Once connected the agent answers tcp.connected,
+ * then core.bulk.accepted (both flows), and from then on the data moves as
+ * raw records only:
+ *
+ *   host records (flow 1) --checked (G4.6)--> sink --socket write-->
+ *       core.bulk.credit as the bytes reach the socket
+ *   socket reads (flow 2) --record prefix in the chunk's headroom--> host,
+ *       each read bounded by the host's credit
+ *   destination EOF -> core.bulk.finish (flow 2); host finish (flow 1) ->
+ *   shutdown(SHUT_WR) after the data; both done -> core.tcp.closed.
+ *
+ * A bad record or bulk control frame fails only its stream:
+ * core.bulk.cancel (reason 5), then tcp.failed.  Streams without an offer
+ * are the generation-7 streams of before, byte for byte.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -84,6 +100,78 @@ static void send_empty(struct agent *a, uint32_t id, enum proto_type type)
 	struct proto_msg m = {.type = type};
 
 	agent_send(a, id, &m);
+}
+
+/* Fail a stream for a protocol fault of its bulk flows: cancel (reason 5), then tcp.failed. */
+static void bulk_fail(struct agent *a, struct agent_tcp *t, const char *failure)
+{
+	struct proto_msg m = {.type = PROTO_T_BULK_CANCEL};
+
+	if (t->s.done)
+		return;
+	m.u.bulk_cancel.kind = PROTO_BULK_KIND_TCP;
+	m.u.bulk_cancel.reason = PROTO_BULK_CANCEL_PROTOCOL;
+	m.u.bulk_cancel.message = (struct proto_str){failure, strlen(failure)};
+	agent_send(a, t->s.id, &m);
+	tcp_finish(a, t, failure);
+}
+
+/* Both flows finished (guest finish sent, host finish applied): tcp.closed ends the stream. */
+static void bulk_maybe_close(struct agent *a, struct agent_tcp *t)
+{
+	if (t->s.done || !t->g2h.finished || !t->h2g_shut)
+		return;
+	send_empty(a, t->s.id, PROTO_T_TCP_CLOSED);
+	tcp_finish(a, t, NULL);
+}
+
+/*
+ * Accept the stream's offer (G4.2, what agentd chooses for TCP): both
+ * flows, records of at most min(offer, 256 KiB) bytes each way, the host's
+ * g2h credit echoed, AGENT_BULK_H2G_WINDOW of h2g credit kept ahead of
+ * what reached the socket.
+ */
+static void bulk_accept(struct agent *a, struct agent_tcp *t)
+{
+	struct proto_msg m = {.type = PROTO_T_BULK_ACCEPTED};
+	struct proto_bulk_accepted *acc = &m.u.bulk_accepted;
+	uint32_t rec = t->offer.max_record_payload;
+
+	if (rec > PROTO_BULK_TCP_RECORD)
+		rec = PROTO_BULK_TCP_RECORD;
+	/* The offer was checked at connect: neither init can fail. */
+	proto_bulk_rx_init(&t->h2g, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, rec, AGENT_BULK_H2G_WINDOW,
+		AGENT_BULK_H2G_WINDOW);
+	proto_bulk_tx_init(&t->g2h, PROTO_BULK_KIND_TCP, PROTO_BULK_G2H, rec,
+		t->offer.guest_to_host_credit_limit);
+	acc->kind = PROTO_BULK_KIND_TCP;
+	acc->flows = PROTO_BULK_FLOWS_TCP;
+	acc->format = PROTO_BULK_FORMAT_RAW_V1;
+	acc->max_record_payload = rec;
+	acc->host_to_guest_credit_limit = AGENT_BULK_H2G_WINDOW;
+	acc->guest_to_host_credit_limit = t->offer.guest_to_host_credit_limit;
+	agent_send(a, t->s.id, &m);
+	t->bulk = true;
+	t->pre_bulk = t->wr.bytes; /* CBOR data that came before the acceptance */
+	t->wr.credit_bounded = true;
+	t->rd.bulk = &t->g2h;
+}
+
+/* Text of a record's fault against its flow, worded as agentd words it (G4.6). */
+static void record_error(
+	char *buf, size_t cap, int rc, const struct agent_tcp *t, const struct proto_bulk_rec *r)
+{
+	const char *head = "invalid TCP bulk record: bulk record";
+
+	if (rc == PROTO_E_BULK_OFFSET)
+		snprintf(buf, cap, "%s offset %llu does not match expected %llu", head,
+			(unsigned long long)r->offset, (unsigned long long)t->h2g.next_expected);
+	else if (rc == PROTO_E_BULK_CREDIT)
+		snprintf(buf, cap, "%s end %llu exceeds credit limit %llu", head,
+			(unsigned long long)(r->offset + r->len),
+			(unsigned long long)t->h2g.credit_limit);
+	else
+		snprintf(buf, cap, "invalid TCP bulk record: %s", proto_strerror(rc));
 }
 
 /*
@@ -183,12 +271,39 @@ static void tcp_try_next(struct agent *a, struct agent_tcp *t)
 	t->s.refs++;
 }
 
-void agent_tcp_connect(struct agent *a, uint32_t id, const struct proto_tcp_connect *c)
+/* Answer a connect with tcp.failed <text> before any stream exists. */
+static void connect_refused(struct agent *a, uint32_t id, const char *text)
+{
+	struct proto_msg m = {.type = PROTO_T_TCP_FAILED};
+
+	m.u.tcp_failed.error = (struct proto_str){text, strlen(text)};
+	agent_send(a, id, &m);
+}
+
+void agent_tcp_connect(struct agent *a, uint32_t id, uint8_t v, const struct proto_tcp_connect *c)
 {
 	struct agent_tcp *t;
 	char host[AGENT_RESOLVE_HOST_MAX], msg[400];
 	int rc, sys_err = 0;
 
+	if (c->bulk.set) {
+		/* The gate is the request frame's own generation (G2.2, F34). */
+		if (v < PROTO_GEN_BULK) {
+			connect_refused(a, id, "raw bulk offer requires protocol generation 8");
+			return;
+		}
+		rc = proto_bulk_offer_check(&c->bulk.v);
+		if (rc < 0) {
+			snprintf(msg, sizeof(msg), "invalid TCP bulk offer: %s",
+				proto_strerror(rc));
+			connect_refused(a, id, msg);
+			return;
+		}
+		if (c->bulk.v.guest_to_host_credit_limit == 0) {
+			connect_refused(a, id, "TCP bulk offer must grant guest-to-host credit");
+			return;
+		}
+	}
 	snprintf(host, sizeof(host), "%.*s", (int)c->host.len, c->host.ptr);
 	t = calloc(1, sizeof(*t));
 	if (!t || sessmap_put(&a->ids, id, t) < 0) {
@@ -213,6 +328,9 @@ void agent_tcp_connect(struct agent *a, uint32_t id, const struct proto_tcp_conn
 	/* Host data (and EOF) may come before the connection, even before the lookup ends. */
 	t->wr.closed = false;
 	t->wr.hold = true;
+	t->offered = c->bulk.set;
+	if (c->bulk.set)
+		t->offer = c->bulk.v;
 
 	if (c->host.len >= sizeof(host)) {
 		snprintf(msg, sizeof(msg), "connect %s: host name too long (%zu bytes, at most %zu)",
@@ -293,6 +411,8 @@ void agent_tcp_connected(struct agent *a, struct agent_tcp *t, int res)
 			t->state = AGENT_TCP_OPEN;
 			setsockopt(t->rd.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			send_empty(a, t->s.id, PROTO_T_TCP_CONNECTED);
+			if (t->offered)
+				bulk_accept(a, t);
 			agent_src_arm(a, &t->rd);
 			/* Write the host data (and EOF) that waited for the connection. */
 			t->wr.hold = false;
@@ -317,6 +437,10 @@ void agent_tcp_data(struct agent *a, uint32_t id, const uint8_t *p, size_t n)
 		agent_send(a, id, &m);
 		return;
 	}
+	if (t->bulk) {
+		tcp_finish(a, t, "CBOR TCP data is invalid after raw bulk acceptance");
+		return;
+	}
 	if (n == 0)
 		return;
 	rc = agent_sink_push(a, &t->wr, p, n);
@@ -332,6 +456,10 @@ void agent_tcp_eof(struct agent *a, uint32_t id)
 
 	if (!t) {
 		a->st.dropped_unknown_id++;
+		return;
+	}
+	if (t->bulk) {
+		tcp_finish(a, t, "CBOR TCP EOF is invalid after raw bulk acceptance");
 		return;
 	}
 	if (t->wr.close_after || t->wr.closed) {
@@ -368,6 +496,15 @@ void agent_tcp_src_eof(struct agent *a, struct agent_tcp *t, int err)
 		tcp_finish(a, t, msg);
 		return;
 	}
+	if (t->bulk) {
+		struct proto_msg m = {.type = PROTO_T_BULK_FINISH};
+
+		/* Every record of the flow is queued before it: the tx queue keeps order. */
+		proto_bulk_tx_finish(&t->g2h, &m.u.bulk_finish);
+		agent_send(a, t->s.id, &m);
+		bulk_maybe_close(a, t);
+		return;
+	}
 	send_empty(a, t->s.id, PROTO_T_TCP_EOF); /* half-close: host writes keep flowing */
 }
 
@@ -389,6 +526,110 @@ void agent_tcp_sink_drained(struct agent *a, struct agent_tcp *t)
 	if (shutdown(t->wr.fd, SHUT_WR) < 0) {
 		os_error(msg, sizeof(msg), "shutdown TCP stream", NULL, errno);
 		tcp_finish(a, t, msg);
+		return;
+	}
+	if (t->bulk) {
+		t->h2g_shut = true;
+		bulk_maybe_close(a, t);
+	}
+}
+
+/* <n> bytes reached the socket: grant the host more credit as agentd does (G4.4). */
+void agent_tcp_sink_wrote(struct agent *a, struct agent_tcp *t, size_t n)
+{
+	struct proto_msg m = {.type = PROTO_T_BULK_CREDIT};
+	size_t skip = n < t->pre_bulk ? n : t->pre_bulk;
+
+	t->pre_bulk -= skip; /* CBOR bytes from before the acceptance are not the flow's */
+	if (!t->bulk || t->s.done || n == skip)
+		return;
+	t->h2g_written += n - skip;
+	if (proto_bulk_rx_consume(&t->h2g, t->h2g_written, &m.u.bulk_credit) == 1)
+		agent_send(a, t->s.id, &m);
+}
+
+/*
+ * A frame with flag 0x08.  A well-formed record of a live bulk stream's
+ * host->guest flow goes to its socket; anything else fails that stream
+ * when the id is a live TCP stream, and gets core.error malformed_message
+ * otherwise (a stray 0x08 on a CBOR frame, a record for no stream).  The
+ * channel always goes on (wire.md, F36).
+ */
+void agent_tcp_record(struct agent *a, const struct proto_frame *f)
+{
+	struct agent_tcp *t = tcp_of(a, f->id);
+	struct proto_bulk_rec r;
+	const uint8_t *payload;
+	char msg[256];
+	int rc = proto_bulk_frame_parse(f, &r, &payload);
+
+	if (rc == PROTO_E_BULK_FLAGS || !t) {
+		const char *why = rc < 0 ? proto_strerror(rc) : "raw bulk record for no stream";
+
+		agent_send_error(
+			a, f->id, PROTO_ERROR_MALFORMED_MESSAGE, NULL, "malformed message: %s", why);
+		return;
+	}
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg), "invalid TCP bulk record: %s", proto_strerror(rc));
+		bulk_fail(a, t, msg);
+		return;
+	}
+	if (!t->bulk) {
+		bulk_fail(a, t, "invalid TCP bulk record: no raw bulk flow on this stream");
+		return;
+	}
+	rc = proto_bulk_rx_record(&t->h2g, &r);
+	if (rc < 0) {
+		record_error(msg, sizeof(msg), rc, t, &r);
+		bulk_fail(a, t, msg);
+		return;
+	}
+	rc = agent_sink_push(a, &t->wr, payload, r.len);
+	if (rc == -EPIPE)
+		bulk_fail(a, t, "TCP session is closed");
+	else if (rc < 0)
+		tcp_finish(a, t, "write TCP stream: out of memory");
+}
+
+/*
+ * core.bulk.credit / finish / cancel from the host.  For an id with no
+ * stream they are late frames of a stream that ended (F14): dropped,
+ * counted.  On a stream without an accepted bulk flow they fail it.
+ */
+void agent_tcp_bulk_control(struct agent *a, uint32_t id, const struct proto_msg *m)
+{
+	struct agent_tcp *t = tcp_of(a, id);
+	char msg[256];
+	int rc;
+
+	if (!t) {
+		a->st.dropped_unknown_id++;
+		return;
+	}
+	if (m->type == PROTO_T_BULK_CANCEL) {
+		tcp_finish(a, t, NULL); /* the host dropped the stream: abort, as tcp.close */
+		return;
+	}
+	if (!t->bulk) {
+		snprintf(msg, sizeof(msg), "%s on a TCP stream without raw bulk",
+			proto_type_name(m->type));
+		bulk_fail(a, t, msg);
+		return;
+	}
+	if (m->type == PROTO_T_BULK_CREDIT) {
+		rc = proto_bulk_tx_credit(&t->g2h, &m->u.bulk_credit);
+		if (rc == 1)
+			agent_src_arm(a, &t->rd); /* it may have been waiting for credit */
+	} else {
+		rc = proto_bulk_rx_finish(&t->h2g, &m->u.bulk_finish);
+		if (rc == 0) /* shutdown(SHUT_WR) once the queued records are written */
+			agent_sink_close(a, &t->wr);
+	}
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg), "invalid TCP %s: %s", proto_type_name(m->type),
+			proto_strerror(rc));
+		bulk_fail(a, t, msg);
 	}
 }
 

@@ -1,0 +1,639 @@
+/*
+ * tests/agent/test_agent_gen9.c - generations 8 and 9 against a real
+ * sandwire-agent (protocol-gen9.md G2, G4, G5.1, G11; wire.md): the ready
+ * announcement to gen-7 and gen-9 hosts, gen-9 types it does not
+ * implement, stray 0x08 frames and lease records that never end the
+ * channel, and TCP raw bulk both ways with absolute credit.
+ */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/support/agent_harness.h"
+
+static struct ah h;
+
+TestSuite(agent_gen9, .timeout = 120);
+
+/* The boot sequence of a host that writes <v> on its frames; leaves ready in h.msg. */
+static void boot_as(uint8_t v)
+{
+	struct proto_msg m = {.type = PROTO_T_BOOTSTRAP, .v = v};
+
+	ah_start(&h, NULL);
+	ah_send(&h, 0, &m);
+	ah_expect(&h, 0, PROTO_T_INIT_RESOLVED, 10000);
+	m = (struct proto_msg){.type = PROTO_T_INIT_ACK, .v = v};
+	ah_send(&h, 0, &m);
+	ah_expect(&h, 0, PROTO_T_READY, 10000);
+}
+
+static void boot9(void)
+{
+	boot_as(9);
+}
+
+/* Ping on <id> and require the pong: the channel is still fine. */
+static void ping_ok(uint32_t id)
+{
+	struct proto_msg m = {.type = PROTO_T_PING, .v = 9};
+
+	ah_send(&h, id, &m);
+	ah_expect(&h, id, PROTO_T_PONG, 10000);
+}
+
+static void expect_error(uint32_t id, enum proto_error_kind kind)
+{
+	ah_expect(&h, id, PROTO_T_ERROR, 10000);
+	cr_assert_eq(h.msg.u.error.kind, kind, "error kind %s, expected %s",
+		proto_error_kind_name(h.msg.u.error.kind), proto_error_kind_name(kind));
+}
+
+static bool str_has(struct proto_str s, const char *needle)
+{
+	char buf[512];
+
+	snprintf(buf, sizeof(buf), "%.*s", (int)s.len, s.ptr);
+	return strstr(buf, needle) != NULL;
+}
+
+static void ready_has_no_gen9_fields(const struct proto_ready *r)
+{
+	cr_assert_not(r->bulk_transport.set);
+	cr_assert_not(r->relay_lease.set, "the agent reads no MSBL lease records");
+	cr_assert_not(r->local_transport.set);
+	cr_assert_not(r->workload_transport_barrier_version.set,
+		"the agent grants no aggregate input credit");
+	cr_assert(r->agent_version.len > 9 && memcmp(r->agent_version.ptr, "sandwire/", 9) == 0);
+}
+
+Test(agent_gen9, gen7_host_sees_ready_v7_without_gen9_fields)
+{
+	boot_as(0); /* v 7, as every generation-7 host writes */
+	cr_assert_eq(h.msg.v, 7);
+	ready_has_no_gen9_fields(&h.msg.u.ready);
+	ping_ok(1);
+	ah_stop_ok(&h);
+}
+
+Test(agent_gen9, gen9_host_sees_ready_v9_with_only_fields_it_honours)
+{
+	boot9();
+	cr_assert_eq(h.msg.v, 9);
+	ready_has_no_gen9_fields(&h.msg.u.ready);
+	ping_ok(1);
+	ah_stop_ok(&h);
+}
+
+Test(agent_gen9, unimplemented_gen9_types_get_capability_unavailable_and_nothing_ends)
+{
+	struct proto_msg m = {.type = PROTO_T_WORKLOAD_FREEZE, .v = 9};
+
+	boot9();
+	m.u.workload_freeze.attempt_id = (struct proto_str){"a1", 2};
+	ah_send(&h, 0, &m);
+	expect_error(0, PROTO_ERROR_CAPABILITY_UNAVAILABLE);
+	cr_assert(str_has(h.msg.u.error.offending_type.v, "core.workload.freeze"));
+	m = (struct proto_msg){.type = PROTO_T_WORKLOAD_THAW, .v = 9};
+	m.u.workload_thaw.attempt_id = (struct proto_str){"a1", 2};
+	ah_send(&h, 0, &m);
+	expect_error(0, PROTO_ERROR_CAPABILITY_UNAVAILABLE);
+	m = (struct proto_msg){.type = PROTO_T_ROOT_DISK_PREPARE, .v = 9};
+	m.u.root_disk_grow.size_bytes = 1u << 30;
+	ah_send(&h, 5, &m);
+	expect_error(5, PROTO_ERROR_CAPABILITY_UNAVAILABLE);
+	m.type = PROTO_T_ROOT_DISK_GROW;
+	ah_send(&h, 6, &m);
+	expect_error(6, PROTO_ERROR_CAPABILITY_UNAVAILABLE);
+	cr_assert(str_has(h.msg.u.error.offending_type.v, "core.root_disk.grow"));
+	ping_ok(7);
+	ah_stop_ok(&h);
+}
+
+/* A raw record frame: <flags> (0x08 for a real one), kind, flow, offset, <n> bytes of <fill>. */
+static size_t raw_record(uint8_t *buf, uint32_t id, uint8_t flags, uint8_t kind, uint8_t flow,
+	uint64_t offset, const void *p, size_t n)
+{
+	proto_frame_header_write(buf, (uint32_t)(5 + 12 + n), id, flags);
+	buf[9] = kind;
+	buf[10] = flow;
+	buf[11] = buf[12] = 0;
+	for (int i = 0; i < 8; i++)
+		buf[13 + i] = (uint8_t)(offset >> (56 - 8 * i));
+	memcpy(buf + 21, p, n);
+	return 21 + n;
+}
+
+static void send_record(
+	uint32_t id, uint8_t kind, uint8_t flow, uint64_t offset, const void *p, size_t n)
+{
+	static uint8_t buf[21 + PROTO_BULK_TCP_RECORD + 4096];
+
+	cr_assert_leq(n, sizeof(buf) - 21);
+	ah_send_raw(&h, buf, raw_record(buf, id, 0x08, kind, flow, offset, p, n));
+}
+
+Test(agent_gen9, stray_bulk_frames_and_lease_records_never_end_the_channel)
+{
+	uint8_t buf[128];
+	struct proto_msg m = {.type = PROTO_T_PING, .v = 9};
+	long n;
+
+	boot9();
+	/* A well-formed record on an id with no stream. */
+	send_record(7, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, 0, "hello", 5);
+	expect_error(7, PROTO_ERROR_MALFORMED_MESSAGE);
+	/* A CBOR ping with flags exactly 0x08: its bytes read as a (bad) record header. */
+	n = proto_frame_encode(buf, sizeof(buf), 8, &m);
+	cr_assert_gt(n, 0);
+	buf[8] = 0x08;
+	ah_send_raw(&h, buf, (size_t)n);
+	expect_error(8, PROTO_ERROR_MALFORMED_MESSAGE);
+	/* 0x08 combined with a control flag. */
+	ah_send_raw(&h, buf, raw_record(buf, 9, 0x0a, 2, 1, 0, "x", 1));
+	expect_error(9, PROTO_ERROR_MALFORMED_MESSAGE);
+	/* A record with no payload (len 17). */
+	ah_send_raw(&h, buf, raw_record(buf, 10, 0x08, 2, 1, 0, "", 0));
+	expect_error(10, PROTO_ERROR_MALFORMED_MESSAGE);
+	/* An MSBL lease record on id 0: this agent offered no leases. */
+	{
+		struct proto_lease l = {.event = PROTO_LEASE_CONNECTED,
+			.id_start = 1,
+			.id_end_exclusive = PROTO_RELAY_ID_STEP};
+
+		cr_assert_eq(proto_lease_write(buf, sizeof(buf), &l), (int)PROTO_LEASE_SIZE);
+		ah_send_raw(&h, buf, PROTO_LEASE_SIZE);
+		expect_error(0, PROTO_ERROR_MALFORMED_MESSAGE);
+	}
+	ping_ok(11);
+	ah_stop_ok(&h);
+}
+
+/* ---- TCP ---------------------------------------------------------------- */
+
+static int listen_any(uint16_t *port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(fd, 16), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+/* core.tcp.connect to 127.0.0.1:<port> in a v <v> frame, with <offer> when not NULL. */
+static void tcp_connect(uint32_t id, uint16_t port, uint8_t v, const struct proto_bulk_offer *offer)
+{
+	struct proto_msg m = {.type = PROTO_T_TCP_CONNECT, .v = v};
+
+	m.u.tcp_connect.host = (struct proto_str){"127.0.0.1", 9};
+	m.u.tcp_connect.port = port;
+	if (offer) {
+		m.u.tcp_connect.bulk.set = true;
+		m.u.tcp_connect.bulk.v = *offer;
+	}
+	ah_send(&h, id, &m);
+}
+
+static void expect_failed(uint32_t id, const char *text)
+{
+	ah_expect(&h, id, PROTO_T_TCP_FAILED, 10000);
+	cr_assert(h.frame.flags & PROTO_FLAG_TERMINAL);
+	cr_assert(str_has(h.msg.u.tcp_failed.error, text), "tcp.failed \"%.*s\", expected \"%s\"",
+		(int)h.msg.u.tcp_failed.error.len, h.msg.u.tcp_failed.error.ptr, text);
+}
+
+Test(agent_gen9, bulk_offer_in_a_v7_frame_or_without_g2h_credit_is_refused)
+{
+	struct proto_bulk_offer o = {
+		.format = 1, .max_record_payload = 262144, .guest_to_host_credit_limit = 1u << 20};
+	uint16_t port;
+	int lfd;
+
+	boot9();
+	lfd = listen_any(&port);
+	tcp_connect(1, port, 7, &o);
+	expect_failed(1, "raw bulk offer requires protocol generation 8");
+	o.guest_to_host_credit_limit = 0;
+	tcp_connect(2, port, 9, &o);
+	expect_failed(2, "TCP bulk offer must grant guest-to-host credit");
+	o = (struct proto_bulk_offer){
+		.format = 2, .max_record_payload = 262144, .guest_to_host_credit_limit = 1u << 20};
+	tcp_connect(3, port, 9, &o);
+	expect_failed(3, "invalid TCP bulk offer");
+	ping_ok(4);
+	close(lfd);
+	ah_stop_ok(&h);
+}
+
+/* Connect with an offer, accept in the listener; checks connected, then accepted. */
+static int bulk_open(uint32_t id, int lfd, uint16_t port, uint32_t max_record, uint64_t g2h,
+	struct proto_bulk_accepted *acc)
+{
+	struct proto_bulk_offer o = {
+		.format = 1, .max_record_payload = max_record, .guest_to_host_credit_limit = g2h};
+	int fd;
+
+	tcp_connect(id, port, 9, &o);
+	fd = accept(lfd, NULL, NULL);
+	cr_assert_geq(fd, 0);
+	ah_expect(&h, id, PROTO_T_TCP_CONNECTED, 10000);
+	ah_expect(&h, id, PROTO_T_BULK_ACCEPTED, 10000);
+	*acc = h.msg.u.bulk_accepted;
+	cr_assert_eq(h.frame.flags, 0);
+	cr_assert_eq(acc->kind, PROTO_BULK_KIND_TCP);
+	cr_assert_eq(acc->flows, PROTO_BULK_FLOWS_TCP);
+	cr_assert_eq(acc->format, 1);
+	cr_assert_eq(acc->max_record_payload,
+		max_record < PROTO_BULK_TCP_RECORD ? max_record : PROTO_BULK_TCP_RECORD);
+	cr_assert_eq(acc->guest_to_host_credit_limit, g2h);
+	cr_assert_gt(acc->host_to_guest_credit_limit, 0);
+	cr_assert_eq(
+		proto_bulk_accepted_check(acc, &o, PROTO_BULK_KIND_TCP, PROTO_BULK_FLOWS_TCP), 0);
+	return fd;
+}
+
+/* What the host keeps of one bulk TCP stream. */
+struct host_stream {
+	uint32_t id;
+	struct proto_bulk_tx h2g; /* host -> guest: the agent's credit */
+	struct proto_bulk_rx g2h; /* guest -> host: our credit */
+	uint8_t *got;		  /* g2h bytes received */
+	size_t got_len, got_cap;
+	bool g2h_finished, closed;
+	uint64_t credits; /* core.bulk.credit frames from the agent */
+};
+
+/*
+ * Receive one frame for stream <s> within <timeout_ms>: records are checked
+ * against our g2h credit (never exceeded) and kept; credit, finish and
+ * closed update <s>.  Returns false on timeout.
+ */
+static bool host_pump(struct host_stream *s, int timeout_ms)
+{
+	struct proto_bulk_rec r;
+	struct proto_bulk_credit grant;
+	const uint8_t *p;
+	int rc = agent_client_recv(&h.c, timeout_ms);
+
+	if (rc == 0)
+		return false;
+	if (rc == PROTO_E_BULK_RECORD) {
+		cr_assert_eq(proto_bulk_frame_parse(&h.c.frame, &r, &p), 0);
+		cr_assert_eq(r.id, s->id);
+		/* Checks offset continuity, record limit and that credit was never passed. */
+		cr_assert_eq(proto_bulk_rx_record(&s->g2h, &r), 0,
+			"g2h record offset %llu len %u against credit %llu",
+			(unsigned long long)r.offset, r.len,
+			(unsigned long long)s->g2h.credit_limit);
+		if (s->got_len + r.len > s->got_cap) {
+			s->got_cap = (s->got_len + r.len) * 2;
+			s->got = realloc(s->got, s->got_cap);
+			cr_assert_not_null(s->got);
+		}
+		memcpy(s->got + s->got_len, p, r.len);
+		s->got_len += r.len;
+		if (proto_bulk_rx_consume(&s->g2h, s->got_len, &grant) == 1) {
+			struct proto_msg m = {.type = PROTO_T_BULK_CREDIT, .v = 9};
+
+			m.u.bulk_credit = grant;
+			ah_send(&h, s->id, &m);
+		}
+		return true;
+	}
+	cr_assert_eq(rc, 1, "bad frame from the agent: %s", proto_strerror(rc));
+	cr_assert_eq(
+		h.c.frame.id, s->id, "%s on id %u", proto_type_name(h.c.msg.type), h.c.frame.id);
+	switch (h.c.msg.type) {
+	case PROTO_T_BULK_CREDIT:
+		cr_assert_eq(proto_bulk_tx_credit(&s->h2g, &h.c.msg.u.bulk_credit), 1);
+		s->credits++;
+		break;
+	case PROTO_T_BULK_FINISH:
+		cr_assert_eq(proto_bulk_rx_finish(&s->g2h, &h.c.msg.u.bulk_finish), 0);
+		s->g2h_finished = true;
+		break;
+	case PROTO_T_TCP_CLOSED:
+		cr_assert(h.c.frame.flags & PROTO_FLAG_TERMINAL);
+		cr_assert(s->g2h_finished, "tcp.closed before the guest's finish");
+		s->closed = true;
+		break;
+	default:
+		cr_assert_fail("unexpected %s on id %u", proto_type_name(h.c.msg.type), s->id);
+	}
+	return true;
+}
+
+/* The destination: echoes everything it reads, then closes at EOF. */
+static void *echo_main(void *arg)
+{
+	int fd = *(int *)arg;
+	static __thread uint8_t buf[65536];
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(fd, buf + off, (size_t)(n - off));
+
+			if (w <= 0)
+				goto out;
+			off += w;
+		}
+	}
+out:
+	close(fd);
+	return NULL;
+}
+
+static uint8_t pattern(uint64_t i)
+{
+	return (uint8_t)((i * 2654435761u) >> 13);
+}
+
+Test(agent_gen9, tcp_bulk_echo_both_ways_within_credit_then_finish_and_closed)
+{
+	const size_t total = 6u << 20; /* more than the agent's h2g window: needs its credit */
+	const uint64_t g2h_initial = 100000; /* small: the agent must wait for our grants */
+	struct host_stream s = {.id = 21};
+	struct proto_bulk_accepted acc;
+	struct proto_bulk_finish fin;
+	struct proto_msg m = {.type = PROTO_T_BULK_FINISH, .v = 9};
+	uint8_t *data = malloc(total);
+	pthread_t th;
+	uint16_t port;
+	int lfd, fd;
+	size_t sent = 0;
+
+	cr_assert_not_null(data);
+	for (size_t i = 0; i < total; i++)
+		data[i] = pattern(i);
+	boot9();
+	lfd = listen_any(&port);
+	fd = bulk_open(s.id, lfd, port, 65536, g2h_initial, &acc);
+	cr_assert_eq(pthread_create(&th, NULL, echo_main, &fd), 0);
+	cr_assert_eq(proto_bulk_tx_init(&s.h2g, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G,
+			     acc.max_record_payload, acc.host_to_guest_credit_limit),
+		0);
+	cr_assert_eq(proto_bulk_rx_init(&s.g2h, PROTO_BULK_KIND_TCP, PROTO_BULK_G2H,
+			     acc.max_record_payload, g2h_initial, g2h_initial),
+		0);
+
+	while (sent < total) {
+		uint32_t room = proto_bulk_tx_room(&s.h2g);
+		uint64_t off;
+		size_t n;
+
+		if (room == 0) { /* wait for the agent's credit, which comes as bytes reach the
+				    socket */
+			cr_assert(host_pump(&s, 10000), "no credit from the agent");
+			continue;
+		}
+		n = total - sent < room ? total - sent : room;
+		cr_assert_eq(proto_bulk_tx_admit(&s.h2g, n, &off), 0);
+		send_record(s.id, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, off, data + sent, n);
+		sent += n;
+		while (host_pump(&s, 0))
+			;
+	}
+	cr_assert_eq(proto_bulk_tx_finish(&s.h2g, &fin), 0);
+	m.u.bulk_finish = fin;
+	ah_send(&h, s.id, &m);
+	while (!s.closed)
+		cr_assert(host_pump(&s, 10000), "stream did not end: %zu of %zu bytes back",
+			s.got_len, total);
+	cr_assert_gt(s.credits, 0, "the agent granted no h2g credit");
+	cr_assert_eq(s.got_len, total);
+	cr_assert(memcmp(s.got, data, total) == 0, "echoed bytes differ");
+	pthread_join(th, NULL);
+	ping_ok(22);
+	close(lfd);
+	free(s.got);
+	free(data);
+	ah_stop_ok(&h);
+}
+
+/* An open bulk stream whose destination is held open and silent. */
+static int open_quiet(uint32_t id, int *lfd)
+{
+	struct proto_bulk_accepted acc;
+	uint16_t port;
+
+	*lfd = listen_any(&port);
+	return bulk_open(id, *lfd, port, 65536, 1u << 20, &acc);
+}
+
+static void expect_cancel_then_failed(uint32_t id, const char *text)
+{
+	ah_expect(&h, id, PROTO_T_BULK_CANCEL, 10000);
+	cr_assert_eq(h.msg.u.bulk_cancel.kind, PROTO_BULK_KIND_TCP);
+	cr_assert_eq(h.msg.u.bulk_cancel.reason, PROTO_BULK_CANCEL_PROTOCOL);
+	cr_assert_not(h.frame.flags & PROTO_FLAG_TERMINAL);
+	expect_failed(id, text);
+}
+
+Test(agent_gen9, bad_records_fail_only_their_stream)
+{
+	uint8_t big[65536 + 100] = {0};
+	int lfd[4], fd[4];
+
+	boot9();
+	fd[0] = open_quiet(31, &lfd[0]);
+	fd[1] = open_quiet(32, &lfd[1]);
+	fd[2] = open_quiet(33, &lfd[2]);
+	fd[3] = open_quiet(34, &lfd[3]);
+	/* An offset gap. */
+	send_record(31, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, 5, "hello", 5);
+	expect_cancel_then_failed(31, "bulk record offset 5 does not match expected 0");
+	/* Above the negotiated record limit (64 KiB). */
+	send_record(32, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, 0, big, sizeof(big));
+	expect_cancel_then_failed(32, "invalid TCP bulk record");
+	/* The guest's own flow, sent by the host. */
+	send_record(33, PROTO_BULK_KIND_TCP, PROTO_BULK_G2H, 0, "x", 1);
+	expect_cancel_then_failed(33, "invalid TCP bulk record");
+	/* A bad header (unknown kind) on a live stream. */
+	send_record(34, 7, PROTO_BULK_H2G, 0, "x", 1);
+	expect_cancel_then_failed(34, "invalid TCP bulk record");
+	/* Late records of a failed stream: answered, nothing else. */
+	send_record(31, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, 0, "late", 4);
+	expect_error(31, PROTO_ERROR_MALFORMED_MESSAGE);
+	ping_ok(35);
+	for (int i = 0; i < 4; i++) {
+		close(fd[i]);
+		close(lfd[i]);
+	}
+	ah_stop_ok(&h);
+}
+
+Test(agent_gen9, cbor_data_after_acceptance_fails_the_stream_and_another_stream_goes_on)
+{
+	struct host_stream s = {.id = 42};
+	int lfd[2], fd[2];
+	char buf[16];
+
+	boot9();
+	fd[0] = open_quiet(41, &lfd[0]);
+	fd[1] = open_quiet(42, &lfd[1]);
+	ah_send_data(&h, 41, PROTO_T_TCP_DATA, "cbor", 4);
+	expect_failed(41, "CBOR TCP data is invalid after raw bulk acceptance");
+	/* Stream 42 still works: one record reaches its socket and comes back as a record. */
+	cr_assert_eq(proto_bulk_rx_init(&s.g2h, PROTO_BULK_KIND_TCP, PROTO_BULK_G2H, 65536,
+			     1u << 20, 1u << 20),
+		0);
+	send_record(42, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, 0, "ping!", 5);
+	cr_assert_eq(read(fd[1], buf, sizeof(buf)), 5);
+	cr_assert(memcmp(buf, "ping!", 5) == 0);
+	cr_assert_eq(write(fd[1], "pong!", 5), 5);
+	while (s.got_len < 5)
+		cr_assert(host_pump(&s, 10000));
+	cr_assert(memcmp(s.got, "pong!", 5) == 0);
+	/* The destination's EOF is the guest's finish, at the exact offset. */
+	shutdown(fd[1], SHUT_WR);
+	while (!s.g2h_finished)
+		cr_assert(host_pump(&s, 10000));
+	cr_assert_eq(s.g2h.next_expected, 5);
+	/* The host cancels: the stream is gone, later credit is dropped quietly. */
+	{
+		struct proto_msg m = {.type = PROTO_T_BULK_CANCEL, .v = 9};
+
+		m.u.bulk_cancel.kind = PROTO_BULK_KIND_TCP;
+		m.u.bulk_cancel.reason = PROTO_BULK_CANCEL_CALLER;
+		m.u.bulk_cancel.message = (struct proto_str){"bye", 3};
+		ah_send(&h, 42, &m);
+		cr_assert_eq(
+			read(fd[1], buf, sizeof(buf)), 0, "the agent did not close the socket");
+		m = (struct proto_msg){.type = PROTO_T_BULK_CREDIT, .v = 9};
+		m.u.bulk_credit = (struct proto_bulk_credit){
+			PROTO_BULK_KIND_TCP, PROTO_BULK_G2H, 5, 1u << 20};
+		ah_send(&h, 42, &m);
+	}
+	ping_ok(43);
+	for (int i = 0; i < 2; i++) {
+		close(fd[i]);
+		close(lfd[i]);
+	}
+	free(s.got);
+	ah_stop_ok(&h);
+}
+
+Test(agent_gen9, stalled_bulk_destination_stalls_only_its_own_stream)
+{
+	struct host_stream a = {.id = 51}, b = {.id = 52};
+	struct proto_bulk_accepted acc;
+	static uint8_t chunk[65536];
+	uint8_t *seen = malloc(8u << 20);
+	int lfd[2], fd[2];
+	uint16_t port;
+	size_t sent = 0, got = 0;
+	char buf[16];
+
+	cr_assert_not_null(seen);
+	for (size_t i = 0; i < sizeof(chunk); i++)
+		chunk[i] = pattern(i);
+	boot9();
+	lfd[0] = listen_any(&port);
+	fd[0] = bulk_open(a.id, lfd[0], port, 65536, 1u << 20, &acc);
+	cr_assert_eq(proto_bulk_tx_init(&a.h2g, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G,
+			     acc.max_record_payload, acc.host_to_guest_credit_limit),
+		0);
+	fd[1] = open_quiet(b.id, &lfd[1]);
+	cr_assert_eq(proto_bulk_rx_init(&b.g2h, PROTO_BULK_KIND_TCP, PROTO_BULK_G2H, 65536,
+			     1u << 20, 1u << 20),
+		0);
+	/* Stream a: its whole initial credit, to a destination that does not read. */
+	while (proto_bulk_tx_room(&a.h2g) > 0) {
+		uint64_t off;
+		size_t n = proto_bulk_tx_room(&a.h2g) < sizeof(chunk) ? proto_bulk_tx_room(&a.h2g)
+								      : sizeof(chunk);
+
+		cr_assert_eq(proto_bulk_tx_admit(&a.h2g, n, &off), 0);
+		send_record(a.id, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, off, chunk, n);
+		sent += n;
+	}
+	/* Stream b still moves both ways while a's bytes wait in the guest. */
+	send_record(b.id, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, 0, "still", 5);
+	cr_assert_eq(read(fd[1], buf, sizeof(buf)), 5);
+	cr_assert(memcmp(buf, "still", 5) == 0);
+	cr_assert_eq(write(fd[1], "alive", 5), 5);
+	for (;;) {
+		struct proto_bulk_rec r;
+		const uint8_t *p;
+		int rc = agent_client_recv(&h.c, 10000);
+
+		cr_assert_neq(rc, 0, "stream b got nothing back while a is stalled");
+		if (rc == 1 && h.c.frame.id == a.id && h.c.msg.type == PROTO_T_BULK_CREDIT) {
+			/* a's socket took some bytes: fine, keep waiting for b */
+			cr_assert_eq(proto_bulk_tx_credit(&a.h2g, &h.c.msg.u.bulk_credit), 1);
+			a.credits++;
+			continue;
+		}
+		cr_assert_eq(
+			rc, PROTO_E_BULK_RECORD, "%s on id %u", proto_strerror(rc), h.c.frame.id);
+		cr_assert_eq(proto_bulk_frame_parse(&h.c.frame, &r, &p), 0);
+		cr_assert_eq(r.id, b.id);
+		cr_assert(r.len == 5 && memcmp(p, "alive", 5) == 0);
+		break;
+	}
+	/* Now drain a's destination: every byte arrives, in order. */
+	while (got < sent) {
+		ssize_t n = read(fd[0], seen + got, sent - got);
+
+		cr_assert_gt(n, 0);
+		got += (size_t)n;
+	}
+	for (size_t i = 0; i < sent; i++)
+		cr_assert_eq(seen[i], pattern(i % sizeof(chunk)), "byte %zu", i);
+	/* The agent granted a's credit back as those bytes reached the socket. */
+	while (a.credits == 0)
+		cr_assert(host_pump(&a, 10000), "no h2g credit after the destination drained");
+	while (host_pump(&a, 300)) /* later credits of a, as the rest reached the socket */
+		;
+	cr_assert_geq(a.h2g.credit_limit, sent + 1);
+	cr_assert_eq(a.h2g.consumed, sent, "credit says %llu of %zu bytes consumed",
+		(unsigned long long)a.h2g.consumed, sent);
+	ping_ok(53);
+	for (int i = 0; i < 2; i++) {
+		close(fd[i]);
+		close(lfd[i]);
+	}
+	free(seen);
+	ah_stop_ok(&h);
+}
+
+Test(agent_gen9, connect_without_offer_stays_on_cbor_data_for_a_gen9_host)
+{
+	uint16_t port;
+	int lfd, fd;
+	char buf[16];
+	struct proto_msg m = {.type = PROTO_T_TCP_DATA, .v = 9};
+
+	boot9();
+	lfd = listen_any(&port);
+	tcp_connect(61, port, 9, NULL);
+	fd = accept(lfd, NULL, NULL);
+	cr_assert_geq(fd, 0);
+	ah_expect(&h, 61, PROTO_T_TCP_CONNECTED, 10000);
+	m.u.data = (struct proto_data){(const uint8_t *)"cbor!", 5};
+	ah_send(&h, 61, &m);
+	cr_assert_eq(read(fd, buf, sizeof(buf)), 5);
+	cr_assert(memcmp(buf, "cbor!", 5) == 0);
+	cr_assert_eq(write(fd, "back", 4), 4);
+	ah_expect(&h, 61, PROTO_T_TCP_DATA, 10000); /* no bulk.accepted came first */
+	cr_assert(h.msg.u.data.len == 4 && memcmp(h.msg.u.data.ptr, "back", 4) == 0);
+	cr_assert_eq(h.msg.v, 7, "a CBOR data frame keeps the generation-7 bytes");
+	close(fd);
+	ah_expect(&h, 61, PROTO_T_TCP_EOF, 10000);
+	ping_ok(62);
+	close(lfd);
+	ah_stop_ok(&h);
+}
