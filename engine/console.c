@@ -810,7 +810,9 @@ void console_start_on_home(struct shard *s, void *arg)
 {
 	struct sandbox *sb = arg; /* a reference moves in */
 	struct eshard *es = eshard_of(s);
-	struct proto_msg boot = {.type = PROTO_T_BOOTSTRAP};
+	/* v = 9 as microsandbox's host writes it (G2.2): gen-9 agents then announce 9 and accept
+	 * bulk offers from attached clients; gen-7 agents only check v >= 5. */
+	struct proto_msg boot = {.type = PROTO_T_BOOTSTRAP, .v = PROTO_VERSION_MAX};
 	struct console *con = calloc(1, sizeof(*con));
 	int fd = -1;
 
