@@ -12,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "engine/internal.h"
 #include "engine/sender.h"
+#include "proto/lease.h"
 #include "proto/msg.h"
 #include "ring/chunk.h"
 #include "ring/chunk_pool.h"
@@ -54,6 +56,9 @@ struct console {
 	bool rx_running, rx_want;
 	struct framer fr;
 	struct sender out; /* whole frames for the agent; seg tag = link (a reference) or NULL */
+	/* relay leases (G7.1): slot owners announced with an incarnation, reuse after the ack */
+	bool lease;
+	struct proto_id16 slot_inc[ENGINE_SLOTS];
 	/* the agent's aggregate input window (G6): frames wait in held until credit covers them */
 	bool window;
 	struct proto_workload_transport used, grant;
@@ -229,27 +234,73 @@ static void con_held_drop(struct console *con)
 	con->hf_n = con->hf_cap = 0;
 }
 
-static int con_send_msg(struct console *con, uint32_t id, const struct proto_msg *m)
+/* Queue one whole frame the engine wrote (copied), behind the agent's input credit if any. */
+static int con_send_bytes(struct console *con, const uint8_t *buf, size_t n, bool data)
 {
-	uint8_t buf[512];
-	long n = proto_frame_encode(buf, sizeof(buf), id, m);
 	struct segq q;
 	struct seg sg;
 
-	if (n < 0)
-		return (int)n;
 	if (!con->window || con->st != CON_UP)
-		return sender_push_copy(&con->out, buf, (size_t)n);
-	sg = seg_heap_copy(buf, (size_t)n);
+		return sender_push_copy(&con->out, buf, n);
+	sg = seg_heap_copy(buf, n);
 	segq_init(&q);
 	if (!sg.p || segq_push(&q, &sg) < 0) {
 		seg_release(&sg);
 		return -ENOMEM;
 	}
-	con_hold(con, &q, (uint32_t)n, proto_type_is_input_data(m->type));
+	con_hold(con, &q, (uint32_t)n, data);
 	segq_clear(&q);
 	con_release(con);
 	return 0;
+}
+
+static int con_send_msg(struct console *con, uint32_t id, const struct proto_msg *m)
+{
+	uint8_t buf[512];
+	long n = proto_frame_encode(buf, sizeof(buf), id, m);
+
+	if (n < 0)
+		return (int)n;
+	return con_send_bytes(con, buf, (size_t)n, proto_type_is_input_data(m->type));
+}
+
+/* An MSBL lease record for slot <k> (G7.1). */
+static int con_send_lease(struct console *con, unsigned k, enum proto_lease_event ev)
+{
+	struct proto_lease l = {
+		.event = ev,
+		.id_start = engine_slot_start(k),
+		.id_end_exclusive = engine_slot_end(k),
+		.incarnation = con->slot_inc[k],
+	};
+	uint8_t buf[PROTO_LEASE_SIZE];
+	int n = proto_lease_write(buf, sizeof(buf), &l);
+
+	return n < 0 ? n : con_send_bytes(con, buf, (size_t)n, false);
+}
+
+/* A frame on id 0 from the agent that is a lease record: the disconnect acknowledgement. */
+static bool con_lease_frame(struct console *con, struct seg_frame *fr)
+{
+	uint8_t buf[PROTO_LEASE_SIZE];
+	struct proto_lease l;
+	unsigned k;
+
+	if (fr->id != 0 || fr->len + PROTO_LEN_SIZE != PROTO_LEASE_SIZE ||
+		seg_frame_peek(fr, buf, sizeof(buf)) != sizeof(buf) ||
+		memcmp(buf + PROTO_HDR_SIZE, PROTO_LEASE_MAGIC, PROTO_LEASE_MAGIC_SIZE))
+		return false;
+	if (proto_lease_parse(buf, sizeof(buf), &l) < 0 || l.event != PROTO_LEASE_DISCONNECT_ACK ||
+		!proto_lease_range_canonical(l.id_start, l.id_end_exclusive) ||
+		(k = engine_slot_route(l.id_start)) >= ENGINE_SLOT_ENGINE ||
+		memcmp(&l.incarnation, &con->slot_inc[k], sizeof(l.incarnation))) {
+		stat_add(&con->es->st.drops, 1);
+		shard_log(con->es->s, SHARD_LOG_WARN, "sandbox %s: an unexpected lease record from the agent",
+			con->sb->name);
+		return true;
+	}
+	engine_slots_lease_acked(&con->slots, k);
+	return true;
 }
 
 static void con_send_signal(struct console *con, uint32_t id, int sig)
@@ -411,6 +462,7 @@ static void con_boot_frame(struct console *con, struct seg_frame *fr)
 		con->grant = (struct proto_workload_transport){PROTO_WORKLOAD_CONTROL_BYTES,
 			PROTO_WORKLOAD_CONTROL_FRAMES, PROTO_WORKLOAD_DATA_BYTES, PROTO_WORKLOAD_DATA_FRAMES};
 		atomic_store(&sb->window, con->window);
+		con->lease = m.u.ready.relay_lease.set && m.u.ready.relay_lease.v.max_format >= 1;
 		atomic_store(&sb->boot_ms, (shard_now_ns() - sb->t_start) / 1000000);
 		shard_timer_cancel(s, &con->boot_timer);
 		con->st = CON_UP;
@@ -479,6 +531,10 @@ static void con_route(void *ctx, struct seg_frame *fr)
 	}
 	stat_add(&es->st.frames_in, 1);
 	atomic_fetch_add_explicit(&con->sb->frames_in, 1, memory_order_relaxed);
+	if (con->lease && con_lease_frame(con, fr)) { /* the agent's, not a client's (G7.1) */
+		frame_release(fr);
+		return;
+	}
 	if (fr->id == PROTO_WORKLOAD_CREDIT_ID) { /* the agent's, not a client's (G6) */
 		con_grant(con, fr);
 		frame_release(fr);
@@ -654,6 +710,12 @@ void console_attach(struct shard *s, struct link *l)
 		}
 		memcpy(l->ready_copy, con->ready, con->ready_len);
 		l->ready_len = con->ready_len;
+		if (con->lease) { /* before any frame of the client: a fresh incarnation */
+			if (getrandom(con->slot_inc[rc].b, sizeof(con->slot_inc[rc].b), 0) !=
+				(ssize_t)sizeof(con->slot_inc[rc].b))
+				shard_log(s, SHARD_LOG_WARN, "getrandom: %s", strerror(errno));
+			con_send_lease(con, (unsigned)rc, PROTO_LEASE_CONNECTED);
+		}
 		l->slot = rc;
 		l->id_lo = engine_slot_start((unsigned)rc);
 		l->id_hi = engine_slot_end((unsigned)rc);
@@ -725,6 +787,12 @@ static void con_detach_client(struct console *con, struct link *l)
 		con_send_signal(con, ids[i], 1);
 	m.u.relay_client_disconnected.id_start = l->id_lo;
 	m.u.relay_client_disconnected.id_end_exclusive = l->id_hi;
+	if (con->lease) { /* the agent acknowledges with MSBL event 2; the slot waits for it */
+		m.u.relay_client_disconnected.incarnation.set = true;
+		m.u.relay_client_disconnected.incarnation.v = con->slot_inc[l->slot];
+		engine_slots_lease_hold(&con->slots, (unsigned)l->slot,
+			now + grace + CON_QUARANTINE_EXTRA_NS);
+	}
 	con_send_msg(con, 0, &m);
 	if (n) {
 		struct con_kill *k = malloc(sizeof(*k));

@@ -25,6 +25,7 @@ static void slot_free(struct engine_slot *s)
 	s->client = NULL;
 	s->nexecs = 0;
 	s->quarantine_until = 0;
+	s->lease_hold = false;
 }
 
 int engine_slots_attach(struct engine_slots *t, void *client, uint64_t now)
@@ -62,6 +63,29 @@ size_t engine_slots_detach(struct engine_slots *t, unsigned k, uint64_t deadline
 	return s->nexecs;
 }
 
+void engine_slots_lease_hold(struct engine_slots *t, unsigned k, uint64_t deadline)
+{
+	struct engine_slot *s = &t->slot[k];
+
+	if (s->state == ENGINE_SLOT_CLIENT)
+		return;
+	if (s->state == ENGINE_SLOT_FREE || deadline > s->quarantine_until)
+		s->quarantine_until = deadline;
+	s->state = ENGINE_SLOT_QUARANTINE;
+	s->lease_hold = true;
+}
+
+void engine_slots_lease_acked(struct engine_slots *t, unsigned k)
+{
+	struct engine_slot *s = &t->slot[k];
+
+	if (s->state != ENGINE_SLOT_QUARANTINE || !s->lease_hold)
+		return;
+	s->lease_hold = false;
+	if (s->nexecs == 0)
+		slot_free(s);
+}
+
 static void exec_add(struct engine_slots *t, struct engine_slot *s, uint32_t id)
 {
 	for (uint32_t i = 0; i < s->nexecs; i++)
@@ -86,7 +110,7 @@ static void exec_remove(struct engine_slot *s, uint32_t id)
 	for (uint32_t i = 0; i < s->nexecs; i++) {
 		if (s->execs[i] == id) {
 			s->execs[i] = s->execs[--s->nexecs];
-			if (s->nexecs == 0 && s->state == ENGINE_SLOT_QUARANTINE)
+			if (s->nexecs == 0 && s->state == ENGINE_SLOT_QUARANTINE && !s->lease_hold)
 				slot_free(s);
 			return;
 		}

@@ -42,6 +42,7 @@ struct engine_slot {
 	uint32_t *execs;             /* live exec session ids (unordered) */
 	uint32_t nexecs, cap;
 	uint64_t quarantine_until;   /* QUARANTINE: give up waiting at this time (ns) */
+	bool lease_hold;             /* QUARANTINE: also until the agent acknowledged (MSBL) */
 };
 
 struct engine_slots {
@@ -94,6 +95,16 @@ int engine_slots_attach(struct engine_slots *t, void *client, uint64_t now);
  */
 size_t engine_slots_detach(struct engine_slots *t, unsigned k, uint64_t deadline, uint32_t *ids,
 	size_t cap);
+
+/*
+ * After engine_slots_detach, with relay leases (protocol-gen9.md G7.1): keep
+ * slot <k> quarantined, even with no exec left, until the agent acknowledges
+ * the disconnect (engine_slots_lease_acked) or <deadline> (ns) passes.
+ */
+void engine_slots_lease_hold(struct engine_slots *t, unsigned k, uint64_t deadline);
+
+/* The agent acknowledged slot <k>'s disconnect: free once its execs ended too. */
+void engine_slots_lease_acked(struct engine_slots *t, unsigned k);
 
 /*
  * Account one frame seen on the console: <from_client> says its direction,

@@ -5,7 +5,9 @@
  * port carrying 48 MiB to a guest server that reads nothing for 3 s: more
  * than agentd 0.7.2's initial input window (32 MiB, 256 data frames) piles
  * up, so the engine must hold frames until core.workload.transport.credit
- * grants them, or agentd exits (protocol-gen9.md G6).  Skipped, saying why, where
+ * grants them, or agentd exits (protocol-gen9.md G6).  Then a reconnecting
+ * client must get slot 0 again: with 0.7.2 only after the agent acknowledged
+ * the departed client's lease (G7.1).  Skipped, saying why, where
  * the peer cannot be fetched or run.
  */
 #include <arpa/inet.h>
@@ -181,6 +183,21 @@ static void run_peer(const char *version, unsigned generation)
 		dh_log_tail(&d, tail, sizeof(tail)));
 	dh_exec_free(&x);
 	agent_client_close(&ac, 0);
+
+	/*
+	 * The slot is reused once the agent is done with the departed client: at
+	 * once for 0.6.18; for 0.7.2 after its MSBL acknowledgement of the
+	 * disconnect (relay leases, G7.1), which the engine waits for.
+	 */
+	dh_sleep_ms(500);
+	dh_attach(&d, "peer", &ac, &lo, &hi);
+	cr_assert_eq(lo, 1u, "agentd %s: a new client got ids from %u, not slot 0's; log:\n%s", version,
+		lo, dh_log_tail(&d, tail, sizeof(tail)));
+	dh_exec_run(&ac, lo, echo, &x);
+	cr_assert(x.exited && x.code == 0, "agentd %s: exec after a reconnect", version);
+	dh_exec_free(&x);
+	agent_client_close(&ac, 0);
+	cr_assert(!dh_log_contains(&d, "unexpected lease record"), "a lease record was refused");
 	dh_stop(&d);
 }
 

@@ -120,3 +120,34 @@ Test(engine_slots, bounds_the_exec_ids_tracked_per_client)
 	cr_assert_eq(t.slot[0].nexecs, ENGINE_SLOT_MAX_EXECS);
 	cr_assert_eq(t.untracked_execs, 10);
 }
+
+Test(engine_slots, a_leased_slot_waits_for_the_agent_acknowledgement)
+{
+	int a = 1, b = 2, c = 3;
+	uint32_t id = engine_slot_start(0) + 3, ids[4];
+
+	cr_assert_eq(engine_slots_attach(&t, &a, 0), 0);
+	cr_assert_eq(engine_slots_detach(&t, 0, 1000, ids, 4), 0);
+	engine_slots_lease_hold(&t, 0, 1000);
+	cr_assert_eq(t.slot[0].state, ENGINE_SLOT_QUARANTINE, "no exec left, but no ack yet");
+	cr_assert_eq(engine_slots_attach(&t, &b, 10), 1, "the held slot is not handed out");
+	engine_slots_lease_acked(&t, 0);
+	cr_assert_eq(t.slot[0].state, ENGINE_SLOT_FREE);
+	cr_assert_eq(engine_slots_attach(&t, &c, 20), 0);
+
+	/* With an exec still running, the ack alone does not free the slot, nor its end alone. */
+	engine_slots_frame(&t, id, true, true, false);
+	cr_assert_eq(engine_slots_detach(&t, 0, 1000, ids, 4), 1);
+	engine_slots_lease_hold(&t, 0, 1000);
+	engine_slots_lease_acked(&t, 0);
+	cr_assert_eq(t.slot[0].state, ENGINE_SLOT_QUARANTINE);
+	engine_slots_frame(&t, id, false, false, true);
+	cr_assert_eq(t.slot[0].state, ENGINE_SLOT_FREE);
+
+	/* An agent that never answers: the deadline frees it. */
+	cr_assert_eq(engine_slots_attach(&t, &a, 30), 0);
+	cr_assert_eq(engine_slots_detach(&t, 0, 500, ids, 4), 0);
+	engine_slots_lease_hold(&t, 0, 500);
+	cr_assert_eq(engine_slots_attach(&t, &b, 499), 2);
+	cr_assert_eq(engine_slots_attach(&t, &c, 500), 0);
+}
