@@ -99,6 +99,18 @@ struct agent_src {
 	struct proto_bulk_tx *bulk;
 };
 
+#define AGENT_SINK_MARKS 16u /* credit marks per sink; later frames share the last one */
+
+/*
+ * Host data frames whose payload waits in a sink (protocol-gen9.md G6):
+ * they count as consumed once the sink has written up to <end>.
+ */
+struct agent_credit_mark {
+	uint64_t end;    /* sink stream offset just past their payload */
+	uint64_t bytes;  /* their wire bytes, length prefix included */
+	uint64_t frames;
+};
+
 /*
  * An input sink: chunks (copies of host payload) queued toward an fd, one
  * write in flight.  <close_after> shuts it once drained (stdin EOF, tcp eof).
@@ -115,6 +127,10 @@ struct agent_sink {
 	bool credit_bounded;    /* a bulk flow's credit bounds it: never pauses the console */
 	struct chunk *head, *tail;
 	size_t bytes;           /* queued, bounded by AGENT_IN_QUEUE_MAX */
+	uint64_t pushed;        /* payload bytes ever queued */
+	uint64_t written;       /* payload bytes ever written to the fd */
+	struct agent_credit_mark marks[AGENT_SINK_MARKS]; /* ring, oldest at mark_head */
+	unsigned mark_head, mark_n;
 };
 
 enum agent_sess_kind { AGENT_SESS_EXEC = 1, AGENT_SESS_TCP, AGENT_SESS_FS };
@@ -194,6 +210,19 @@ struct agent {
 	bool have_default_cwd;
 	uint8_t host_gen;              /* "v" of the host's core.bootstrap */
 
+	/*
+	 * Aggregate input credit (protocol-gen9.md G6), for a host of generation
+	 * 9 or later: counted from the first frame after core.init.ack.  A host
+	 * past its grant meets the sinks' backpressure only (wire.md F33).
+	 */
+	bool wt_on;
+	bool wt_moved;                 /* wt_consumed grew since the last grant sent */
+	bool wt_over_logged;
+	struct proto_workload_transport wt_in;       /* received */
+	struct proto_workload_transport wt_consumed; /* handled, written or dropped */
+	size_t wt_cur_wire;            /* the data frame being handled: its wire size... */
+	bool wt_cur_data;              /* ...while it may still be attached to a sink */
+
 	/* console in */
 	struct agent_op op_con_read, op_con_write, op_signal, op_tick;
 	struct __kernel_timespec tick;
@@ -247,6 +276,7 @@ void agent_log(struct agent *a, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void agent_sess_add(struct agent *a, struct agent_sess *s);
 void agent_sess_put(struct agent *a, struct agent_sess *s);
+void agent_credit_release(struct agent *a, bool data, uint64_t bytes, uint64_t frames);
 
 /* user.c */
 int agent_user_resolve(const char *spec, uid_t *uid, gid_t *gid);

@@ -15,6 +15,9 @@
  * with one io_uring write at a time.  A sink holding more than
  * AGENT_IN_QUEUE_MAX bytes pauses the console reader (the reference's
  * backpressure, F8) while every other session's output keeps flowing.
+ * For a generation-9 host, each data frame a sink takes counts toward the
+ * aggregate input credit (protocol-gen9.md G6) as consumed once the sink
+ * has written its payload, or dropped it (sink_claim, sink_release_marks).
  */
 #include <errno.h>
 #include <poll.h>
@@ -229,6 +232,48 @@ void agent_sink_kick(struct agent *a, struct agent_sink *k)
 	}
 }
 
+/*
+ * Attach the host data frame being handled to <k> (G6): it counts as
+ * consumed once <k> has written everything queued so far, at once when
+ * nothing is queued.  Past AGENT_SINK_MARKS waiting marks it joins the
+ * newest one.
+ */
+static void sink_claim(struct agent *a, struct agent_sink *k)
+{
+	struct agent_credit_mark *m;
+
+	if (!a->wt_cur_data)
+		return;
+	a->wt_cur_data = false;
+	if (k->written >= k->pushed) {
+		agent_credit_release(a, true, a->wt_cur_wire, 1);
+		return;
+	}
+	if (k->mark_n < AGENT_SINK_MARKS) {
+		m = &k->marks[(k->mark_head + k->mark_n++) % AGENT_SINK_MARKS];
+		*m = (struct agent_credit_mark){0};
+	} else {
+		m = &k->marks[(k->mark_head + k->mark_n - 1) % AGENT_SINK_MARKS];
+	}
+	m->end = k->pushed;
+	m->bytes += a->wt_cur_wire;
+	m->frames++;
+}
+
+/* Release the marks <k> has written past, or all of them (<all>: the queue was dropped). */
+static void sink_release_marks(struct agent *a, struct agent_sink *k, bool all)
+{
+	while (k->mark_n > 0) {
+		struct agent_credit_mark *m = &k->marks[k->mark_head];
+
+		if (!all && m->end > k->written)
+			break;
+		agent_credit_release(a, true, m->bytes, m->frames);
+		k->mark_head = (k->mark_head + 1) % AGENT_SINK_MARKS;
+		k->mark_n--;
+	}
+}
+
 /* Adjust the console pause count when a sink crosses its limit. */
 static void sink_account(struct agent *a, struct agent_sink *k, bool was_over)
 {
@@ -268,11 +313,13 @@ int agent_sink_push(struct agent *a, struct agent_sink *k, const uint8_t *p, siz
 		memcpy(chunk_ptr(c) + c->len, p, take);
 		c->len += (uint32_t)take;
 		k->bytes += take;
+		k->pushed += take;
 		p += take;
 		n -= take;
 		a->st.copied_bytes += take;
 	}
 	a->st.copies++;
+	sink_claim(a, k);
 	sink_account(a, k, was_over);
 	agent_sink_kick(a, k);
 	return 0;
@@ -283,6 +330,7 @@ void agent_sink_close(struct agent *a, struct agent_sink *k)
 	if (k->closed)
 		return;
 	k->close_after = true;
+	sink_claim(a, k); /* an EOF frame: consumed once what came before is written */
 	agent_sink_kick(a, k);
 }
 
@@ -307,6 +355,7 @@ void agent_sink_drop(struct agent *a, struct agent_sink *k)
 		keep->next = NULL;
 	k->head = k->tail = keep;
 	k->closed = true;
+	sink_release_marks(a, k, true); /* dropped input counts as consumed */
 	sink_account(a, k, was_over);
 }
 
@@ -328,6 +377,8 @@ void agent_sink_complete(struct agent *a, struct agent_sink *k, int res)
 	} else if (res > 0 && c) {
 		chunk_pull_front(c, (uint32_t)res);
 		k->bytes -= (size_t)res;
+		k->written += (uint64_t)res;
+		sink_release_marks(a, k, false);
 		if (s->kind == AGENT_SESS_TCP) {
 			a->act.tcp_bytes += (uint64_t)res;
 			agent_tcp_sink_wrote(a, (struct agent_tcp *)s, (size_t)res);
@@ -380,4 +431,5 @@ void agent_sink_release(struct agent *a, struct agent_sink *k)
 	k->head = k->tail = NULL;
 	k->bytes = 0;
 	k->writing = false;
+	sink_release_marks(a, k, true);
 }

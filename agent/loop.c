@@ -251,6 +251,70 @@ void agent_sess_put(struct agent *a, struct agent_sess *s)
 		agent_fs_free(a, s);
 }
 
+/* ---- aggregate input credit (protocol-gen9.md G6) ---------------------- */
+
+/* Count host input of one class as consumed; the grant goes out at the end of the turn. */
+void agent_credit_release(struct agent *a, bool data, uint64_t bytes, uint64_t frames)
+{
+	if (!a->wt_on || frames == 0)
+		return;
+	if (data) {
+		a->wt_consumed.bulk_bytes += bytes;
+		a->wt_consumed.bulk_frames += frames;
+	} else {
+		a->wt_consumed.control_bytes += bytes;
+		a->wt_consumed.control_frames += frames;
+	}
+	a->wt_moved = true;
+}
+
+/* The grant: everything consumed plus the initial window, once per loop turn at most. */
+static void credit_flush(struct agent *a)
+{
+	struct proto_msg m = {.type = PROTO_T_WORKLOAD_TRANSPORT_CREDIT, .v = PROTO_GEN_WORKLOAD};
+	struct proto_workload_transport *g = &m.u.workload_transport_credit;
+
+	if (!a->wt_moved || a->console_lost)
+		return;
+	g->control_bytes = a->wt_consumed.control_bytes + PROTO_WORKLOAD_CONTROL_BYTES;
+	g->control_frames = a->wt_consumed.control_frames + PROTO_WORKLOAD_CONTROL_FRAMES;
+	g->bulk_bytes = a->wt_consumed.bulk_bytes + PROTO_WORKLOAD_DATA_BYTES;
+	g->bulk_frames = a->wt_consumed.bulk_frames + PROTO_WORKLOAD_DATA_FRAMES;
+	if (agent_send(a, PROTO_WORKLOAD_CREDIT_ID, &m) < 0) {
+		agent_log(a, 1, "cannot queue core.workload.transport.credit; retried next turn");
+		return;
+	}
+	a->wt_moved = false;
+}
+
+/*
+ * Count one host frame received after core.init.ack.  A host past its
+ * grant is logged once and otherwise served: the sinks' backpressure (the
+ * console pauses) is all it meets, never an exit (wire.md F33).
+ */
+static void credit_count_in(struct agent *a, bool data, size_t wire)
+{
+	struct proto_workload_transport *in = &a->wt_in, *c = &a->wt_consumed;
+	bool over;
+
+	if (data) {
+		in->bulk_bytes += wire;
+		in->bulk_frames++;
+		over = in->bulk_bytes > c->bulk_bytes + PROTO_WORKLOAD_DATA_BYTES ||
+		       in->bulk_frames > c->bulk_frames + PROTO_WORKLOAD_DATA_FRAMES;
+	} else {
+		in->control_bytes += wire;
+		in->control_frames++;
+		over = in->control_bytes > c->control_bytes + PROTO_WORKLOAD_CONTROL_BYTES ||
+		       in->control_frames > c->control_frames + PROTO_WORKLOAD_CONTROL_FRAMES;
+	}
+	if (over && !a->wt_over_logged) {
+		agent_log(a, 1, "host passed its aggregate input credit (%s); served anyway",
+			data ? "data" : "control");
+		a->wt_over_logged = true;
+	}
+}
+
 /* ---- console output ---------------------------------------------------- */
 
 static void tx_flush(struct agent *a)
@@ -361,12 +425,17 @@ static void send_ready(struct agent *a)
 	m.u.ready.agent_version = (struct proto_str){ver, strlen(ver)};
 	/*
 	 * A host that wrote generation 8 or later in its bootstrap learns ours
-	 * (9); a generation-7 host sees the generation-7 bytes of before.  No
-	 * gen-9 ready field is set: the agent reads no MSBL lease, grants no
-	 * aggregate input credit and binds no second port (G2.4).
+	 * (9); a generation-7 host sees the generation-7 bytes of before.  A
+	 * generation-9 host is told of the aggregate input credit (G2.4, G6);
+	 * no other gen-9 ready field is set: the agent reads no MSBL lease and
+	 * binds no second port.
 	 */
 	if (a->host_gen >= PROTO_GEN_BULK)
 		m.v = PROTO_VERSION_MAX;
+	if (a->wt_on) {
+		m.u.ready.workload_transport_barrier_version.set = true;
+		m.u.ready.workload_transport_barrier_version.v = PROTO_WORKLOAD_BARRIER_VERSION;
+	}
 	agent_send(a, 0, &m);
 }
 
@@ -419,6 +488,10 @@ static void handle_boot_frame(struct agent *a, const struct proto_frame *f,
 			return;
 		}
 		a->host_gen = m->v;
+		/* A new channel (PID 1 after a framing error): the credit starts over. */
+		a->wt_on = m->v >= PROTO_GEN_WORKLOAD;
+		a->wt_moved = a->wt_over_logged = false;
+		a->wt_in = a->wt_consumed = (struct proto_workload_transport){0};
 		apply_bootstrap(a, &m->u.bootstrap);
 		send_init_resolved(a);
 		a->boot = AGENT_BOOT_WAIT_ACK;
@@ -577,18 +650,76 @@ static void count_host_frame(struct agent *a, enum proto_type t)
 	}
 }
 
+/* A running-phase message, or the core.error that answers what is wrong with it. */
+static void handle_running_input(struct agent *a, const struct proto_frame *f,
+	const struct proto_msg *m, int rc, const struct proto_errinfo *ei)
+{
+	char why[256];
+
+	if (rc == 0) {
+		handle_running_frame(a, f, m);
+		return;
+	}
+	proto_errinfo_format(ei, why, sizeof(why));
+	agent_log(a, 1, "bad frame on id %u: %s", f->id, why);
+	if (rc != PROTO_E_UNKNOWN_TYPE && proto_type_valid(m->type) && m->v != 0 && m->v < 5)
+		return; /* an old peer cannot take core.error (spec F7); dropped, counted */
+	if (rc == PROTO_E_UNKNOWN_TYPE) {
+		char tname[128];
+
+		snprintf(tname, sizeof(tname), "%.*s", (int)m->tname.len, m->tname.ptr);
+		agent_send_error(a, f->id, PROTO_ERROR_UNSUPPORTED_MESSAGE_TYPE, tname,
+			"unsupported message type `%s`", tname);
+	} else if (rc == PROTO_E_FLAGS) {
+		agent_send_error(a, f->id, PROTO_ERROR_INVALID_FLAGS, proto_type_name(m->type),
+			"invalid flags for %s: got %u, expected %u", proto_type_name(m->type), f->flags,
+			proto_type_flags(m->type));
+	} else if (proto_type_valid(m->type)) {
+		agent_send_error(a, f->id, PROTO_ERROR_INVALID_PAYLOAD, proto_type_name(m->type),
+			"decode payload for %s: %s", proto_type_name(m->type), why);
+	} else {
+		agent_send_error(a, f->id, PROTO_ERROR_MALFORMED_MESSAGE, NULL,
+			"malformed message: %s", why);
+	}
+}
+
+/*
+ * G6 around the handling of one running-phase frame: count it in; a data
+ * frame whose payload a sink takes is consumed once written (io.c), any
+ * other frame (control, or data refused or dropped) once handled.
+ */
+static void credit_begin(struct agent *a, const struct proto_frame *f, bool data)
+{
+	if (!a->wt_on)
+		return;
+	credit_count_in(a, data, f->wire_len);
+	a->wt_cur_wire = f->wire_len;
+	a->wt_cur_data = data;
+}
+
+static void credit_end(struct agent *a, const struct proto_frame *f, bool data)
+{
+	if (!a->wt_on)
+		return;
+	if (!data || a->wt_cur_data) /* not attached to a sink */
+		agent_credit_release(a, data, f->wire_len, 1);
+	a->wt_cur_data = false;
+}
+
 static void handle_frame(struct agent *a, const struct proto_frame *f)
 {
 	struct proto_arena arena;
 	struct proto_errinfo ei = {0};
 	struct proto_msg m;
-	char why[256];
+	bool data;
 	int rc;
 
 	if (a->boot == AGENT_BOOT_RUNNING && (f->flags & PROTO_FLAG_BULK)) {
 		/* A raw record (or a stray 0x08 bit): never CBOR, never fatal (wire.md). */
 		count_host_frame(a, PROTO_T_TCP_DATA);
+		credit_begin(a, f, true);
 		agent_tcp_record(a, f);
+		credit_end(a, f, true);
 		return;
 	}
 	proto_arena_init(&arena, a->arena_mem, AGENT_ARENA_SIZE);
@@ -601,31 +732,10 @@ static void handle_frame(struct agent *a, const struct proto_frame *f)
 		handle_boot_frame(a, f, &m, rc);
 		return;
 	}
-	if (rc == 0) {
-		handle_running_frame(a, f, &m);
-		return;
-	}
-	proto_errinfo_format(&ei, why, sizeof(why));
-	agent_log(a, 1, "bad frame on id %u: %s", f->id, why);
-	if (rc != PROTO_E_UNKNOWN_TYPE && proto_type_valid(m.type) && m.v != 0 && m.v < 5)
-		return; /* an old peer cannot take core.error (spec F7); dropped, counted */
-	if (rc == PROTO_E_UNKNOWN_TYPE) {
-		char tname[128];
-
-		snprintf(tname, sizeof(tname), "%.*s", (int)m.tname.len, m.tname.ptr);
-		agent_send_error(a, f->id, PROTO_ERROR_UNSUPPORTED_MESSAGE_TYPE, tname,
-			"unsupported message type `%s`", tname);
-	} else if (rc == PROTO_E_FLAGS) {
-		agent_send_error(a, f->id, PROTO_ERROR_INVALID_FLAGS, proto_type_name(m.type),
-			"invalid flags for %s: got %u, expected %u", proto_type_name(m.type), f->flags,
-			proto_type_flags(m.type));
-	} else if (proto_type_valid(m.type)) {
-		agent_send_error(a, f->id, PROTO_ERROR_INVALID_PAYLOAD, proto_type_name(m.type),
-			"decode payload for %s: %s", proto_type_name(m.type), why);
-	} else {
-		agent_send_error(a, f->id, PROTO_ERROR_MALFORMED_MESSAGE, NULL,
-			"malformed message: %s", why);
-	}
+	data = proto_type_is_input_data(m.type);
+	credit_begin(a, f, data);
+	handle_running_input(a, f, &m, rc, &ei);
+	credit_end(a, f, data);
 }
 
 /* A framing error: the byte stream cannot be trusted any more. */
@@ -1016,6 +1126,7 @@ int agent_run(const struct agent_config *cfg)
 			rx_process(&a);
 		rx_arm(&a);
 		chunk_pool_reclaim(a.pool);
+		credit_flush(&a);
 		tx_flush(&a);
 	}
 	/* Best effort: push out what is queued (exit frames) before leaving. */

@@ -13,26 +13,87 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests/support/agent_harness.h"
 
 static struct ah h;
+/* The largest aggregate input grant (G6) seen, and how many grants came. */
+static struct proto_workload_transport grant;
+static uint64_t grants;
 
 TestSuite(agent_gen9, .timeout = 120);
+
+/*
+ * When the frame just received is core.workload.transport.credit, check it
+ * (flags 0, v 9, id 0xFFFFFFFF, no counter lower than before), keep it and
+ * return true.
+ */
+static bool take_grant(void)
+{
+	const struct proto_workload_transport *g = &h.c.msg.u.workload_transport_credit;
+
+	if (h.c.frame.id != PROTO_WORKLOAD_CREDIT_ID)
+		return false;
+	cr_assert_eq(h.c.msg.type, PROTO_T_WORKLOAD_TRANSPORT_CREDIT);
+	cr_assert_eq(h.c.frame.flags, 0);
+	cr_assert_eq(h.c.msg.v, 9);
+	cr_assert(g->control_bytes >= grant.control_bytes &&
+			  g->control_frames >= grant.control_frames &&
+			  g->bulk_bytes >= grant.bulk_bytes && g->bulk_frames >= grant.bulk_frames,
+		"a grant went down");
+	grant = *g;
+	grants++;
+	return true;
+}
+
+/* agent_client_recv() that takes grants itself: returns what it returns for the next other frame.
+ */
+static int recv9(int timeout_ms)
+{
+	for (;;) {
+		int rc = agent_client_recv(&h.c, timeout_ms);
+
+		if (rc != 1 || !take_grant())
+			return rc;
+	}
+}
+
+/* The next frame other than a grant must be <t> on <id>; it lands in h.frame / h.msg. */
+static void expect9(uint32_t id, enum proto_type t, int timeout_ms)
+{
+	int rc = recv9(timeout_ms);
+
+	cr_assert_eq(rc, 1, "waiting for %s on id %u: %s", proto_type_name(t), id,
+		rc == 0 ? "timeout" : proto_strerror(rc));
+	h.frame = h.c.frame;
+	h.msg = h.c.msg;
+	cr_assert_eq(h.frame.id, id, "frame %s for id %u, expected %s for %u",
+		proto_type_name(h.msg.type), h.frame.id, proto_type_name(t), id);
+	cr_assert_eq(h.msg.type, t, "id %u: got %s, expected %s", id, proto_type_name(h.msg.type),
+		proto_type_name(t));
+}
 
 /* The boot sequence of a host that writes <v> on its frames; leaves ready in h.msg. */
 static void boot_as(uint8_t v)
 {
 	struct proto_msg m = {.type = PROTO_T_BOOTSTRAP, .v = v};
 
+	grant = (struct proto_workload_transport){0};
+	grants = 0;
 	ah_start(&h, NULL);
 	ah_send(&h, 0, &m);
-	ah_expect(&h, 0, PROTO_T_INIT_RESOLVED, 10000);
+	expect9(0, PROTO_T_INIT_RESOLVED, 10000);
 	m = (struct proto_msg){.type = PROTO_T_INIT_ACK, .v = v};
 	ah_send(&h, 0, &m);
-	ah_expect(&h, 0, PROTO_T_READY, 10000);
+	expect9(0, PROTO_T_READY, 10000);
+	if (v >= 9) /* the implicit initial window (G6) */
+		grant = (struct proto_workload_transport){PROTO_WORKLOAD_CONTROL_BYTES,
+			PROTO_WORKLOAD_CONTROL_FRAMES, PROTO_WORKLOAD_DATA_BYTES,
+			PROTO_WORKLOAD_DATA_FRAMES};
 }
 
 static void boot9(void)
@@ -46,12 +107,12 @@ static void ping_ok(uint32_t id)
 	struct proto_msg m = {.type = PROTO_T_PING, .v = 9};
 
 	ah_send(&h, id, &m);
-	ah_expect(&h, id, PROTO_T_PONG, 10000);
+	expect9(id, PROTO_T_PONG, 10000);
 }
 
 static void expect_error(uint32_t id, enum proto_error_kind kind)
 {
-	ah_expect(&h, id, PROTO_T_ERROR, 10000);
+	expect9(id, PROTO_T_ERROR, 10000);
 	cr_assert_eq(h.msg.u.error.kind, kind, "error kind %s, expected %s",
 		proto_error_kind_name(h.msg.u.error.kind), proto_error_kind_name(kind));
 }
@@ -64,13 +125,20 @@ static bool str_has(struct proto_str s, const char *needle)
 	return strstr(buf, needle) != NULL;
 }
 
-static void ready_has_no_gen9_fields(const struct proto_ready *r)
+/* Ready: barrier version 2 (the aggregate input credit) exactly for <gen9>, nothing else new. */
+static void ready_has_only_fields_it_honours(const struct proto_ready *r, bool gen9)
 {
 	cr_assert_not(r->bulk_transport.set);
 	cr_assert_not(r->relay_lease.set, "the agent reads no MSBL lease records");
 	cr_assert_not(r->local_transport.set);
-	cr_assert_not(r->workload_transport_barrier_version.set,
-		"the agent grants no aggregate input credit");
+	if (gen9) {
+		cr_assert(r->workload_transport_barrier_version.set,
+			"a gen-9 host is told of the aggregate input credit");
+		cr_assert_eq(r->workload_transport_barrier_version.v, 2);
+	} else {
+		cr_assert_not(r->workload_transport_barrier_version.set,
+			"no aggregate input credit below generation 9");
+	}
 	cr_assert(r->agent_version.len > 9 && memcmp(r->agent_version.ptr, "sandwire/", 9) == 0);
 }
 
@@ -78,8 +146,21 @@ Test(agent_gen9, gen7_host_sees_ready_v7_without_gen9_fields)
 {
 	boot_as(0); /* v 7, as every generation-7 host writes */
 	cr_assert_eq(h.msg.v, 7);
-	ready_has_no_gen9_fields(&h.msg.u.ready);
+	ready_has_only_fields_it_honours(&h.msg.u.ready, false);
 	ping_ok(1);
+	cr_assert_eq(recv9(300), 0, "no frame after the pong");
+	cr_assert_eq(grants, 0, "a gen-7 host gets no aggregate input grant");
+	ah_stop_ok(&h);
+}
+
+Test(agent_gen9, gen8_host_sees_ready_v9_without_barrier_version)
+{
+	boot_as(8);
+	cr_assert_eq(h.msg.v, 9);
+	ready_has_only_fields_it_honours(&h.msg.u.ready, false);
+	ping_ok(1);
+	cr_assert_eq(recv9(300), 0, "no frame after the pong");
+	cr_assert_eq(grants, 0, "a gen-8 host gets no aggregate input grant");
 	ah_stop_ok(&h);
 }
 
@@ -87,7 +168,7 @@ Test(agent_gen9, gen9_host_sees_ready_v9_with_only_fields_it_honours)
 {
 	boot9();
 	cr_assert_eq(h.msg.v, 9);
-	ready_has_no_gen9_fields(&h.msg.u.ready);
+	ready_has_only_fields_it_honours(&h.msg.u.ready, true);
 	ping_ok(1);
 	ah_stop_ok(&h);
 }
@@ -208,7 +289,7 @@ static void tcp_connect(uint32_t id, uint16_t port, uint8_t v, const struct prot
 
 static void expect_failed(uint32_t id, const char *text)
 {
-	ah_expect(&h, id, PROTO_T_TCP_FAILED, 10000);
+	expect9(id, PROTO_T_TCP_FAILED, 10000);
 	cr_assert(h.frame.flags & PROTO_FLAG_TERMINAL);
 	cr_assert(str_has(h.msg.u.tcp_failed.error, text), "tcp.failed \"%.*s\", expected \"%s\"",
 		(int)h.msg.u.tcp_failed.error.len, h.msg.u.tcp_failed.error.ptr, text);
@@ -248,8 +329,8 @@ static int bulk_open(uint32_t id, int lfd, uint16_t port, uint32_t max_record, u
 	tcp_connect(id, port, 9, &o);
 	fd = accept(lfd, NULL, NULL);
 	cr_assert_geq(fd, 0);
-	ah_expect(&h, id, PROTO_T_TCP_CONNECTED, 10000);
-	ah_expect(&h, id, PROTO_T_BULK_ACCEPTED, 10000);
+	expect9(id, PROTO_T_TCP_CONNECTED, 10000);
+	expect9(id, PROTO_T_BULK_ACCEPTED, 10000);
 	*acc = h.msg.u.bulk_accepted;
 	cr_assert_eq(h.frame.flags, 0);
 	cr_assert_eq(acc->kind, PROTO_BULK_KIND_TCP);
@@ -283,9 +364,9 @@ struct host_stream {
 static bool host_pump(struct host_stream *s, int timeout_ms)
 {
 	struct proto_bulk_rec r;
-	struct proto_bulk_credit grant;
+	struct proto_bulk_credit back;
 	const uint8_t *p;
-	int rc = agent_client_recv(&h.c, timeout_ms);
+	int rc = recv9(timeout_ms);
 
 	if (rc == 0)
 		return false;
@@ -304,10 +385,10 @@ static bool host_pump(struct host_stream *s, int timeout_ms)
 		}
 		memcpy(s->got + s->got_len, p, r.len);
 		s->got_len += r.len;
-		if (proto_bulk_rx_consume(&s->g2h, s->got_len, &grant) == 1) {
+		if (proto_bulk_rx_consume(&s->g2h, s->got_len, &back) == 1) {
 			struct proto_msg m = {.type = PROTO_T_BULK_CREDIT, .v = 9};
 
-			m.u.bulk_credit = grant;
+			m.u.bulk_credit = back;
 			ah_send(&h, s->id, &m);
 		}
 		return true;
@@ -435,7 +516,7 @@ static int open_quiet(uint32_t id, int *lfd)
 
 static void expect_cancel_then_failed(uint32_t id, const char *text)
 {
-	ah_expect(&h, id, PROTO_T_BULK_CANCEL, 10000);
+	expect9(id, PROTO_T_BULK_CANCEL, 10000);
 	cr_assert_eq(h.msg.u.bulk_cancel.kind, PROTO_BULK_KIND_TCP);
 	cr_assert_eq(h.msg.u.bulk_cancel.reason, PROTO_BULK_CANCEL_PROTOCOL);
 	cr_assert_not(h.frame.flags & PROTO_FLAG_TERMINAL);
@@ -568,7 +649,7 @@ Test(agent_gen9, stalled_bulk_destination_stalls_only_its_own_stream)
 	for (;;) {
 		struct proto_bulk_rec r;
 		const uint8_t *p;
-		int rc = agent_client_recv(&h.c, 10000);
+		int rc = recv9(10000);
 
 		cr_assert_neq(rc, 0, "stream b got nothing back while a is stalled");
 		if (rc == 1 && h.c.frame.id == a.id && h.c.msg.type == PROTO_T_BULK_CREDIT) {
@@ -622,18 +703,194 @@ Test(agent_gen9, connect_without_offer_stays_on_cbor_data_for_a_gen9_host)
 	tcp_connect(61, port, 9, NULL);
 	fd = accept(lfd, NULL, NULL);
 	cr_assert_geq(fd, 0);
-	ah_expect(&h, 61, PROTO_T_TCP_CONNECTED, 10000);
+	expect9(61, PROTO_T_TCP_CONNECTED, 10000);
 	m.u.data = (struct proto_data){(const uint8_t *)"cbor!", 5};
 	ah_send(&h, 61, &m);
 	cr_assert_eq(read(fd, buf, sizeof(buf)), 5);
 	cr_assert(memcmp(buf, "cbor!", 5) == 0);
 	cr_assert_eq(write(fd, "back", 4), 4);
-	ah_expect(&h, 61, PROTO_T_TCP_DATA, 10000); /* no bulk.accepted came first */
+	expect9(61, PROTO_T_TCP_DATA, 10000); /* no bulk.accepted came first */
 	cr_assert(h.msg.u.data.len == 4 && memcmp(h.msg.u.data.ptr, "back", 4) == 0);
 	cr_assert_eq(h.msg.v, 7, "a CBOR data frame keeps the generation-7 bytes");
 	close(fd);
-	ah_expect(&h, 61, PROTO_T_TCP_EOF, 10000);
+	expect9(61, PROTO_T_TCP_EOF, 10000);
 	ping_ok(62);
 	close(lfd);
+	ah_stop_ok(&h);
+}
+
+/* ---- aggregate input credit (G6) ---------------------------------------- */
+
+/* Take grants until none comes for <quiet_ms>; fails on any other frame. */
+static void grants_settle(int quiet_ms)
+{
+	int rc = recv9(quiet_ms);
+
+	cr_assert_eq(rc, 0, "unexpected %s on id %u",
+		rc == 1 ? proto_type_name(h.c.msg.type) : "frame", h.c.frame.id);
+}
+
+/* Take grants until the data grant reaches <bytes> / <frames>; fails after 10 s of nothing. */
+static void grants_reach(uint64_t bytes, uint64_t frames)
+{
+	while (grant.bulk_bytes < bytes || grant.bulk_frames < frames) {
+		int rc = agent_client_recv(&h.c, 10000);
+
+		if (rc == 1 && take_grant())
+			continue;
+		cr_assert_neq(rc, 0,
+			"grant stuck at %llu bytes / %llu frames, waiting for %llu / %llu",
+			(unsigned long long)grant.bulk_bytes, (unsigned long long)grant.bulk_frames,
+			(unsigned long long)bytes, (unsigned long long)frames);
+		cr_assert_fail(
+			"unexpected %s on id %u", proto_type_name(h.c.msg.type), h.c.frame.id);
+	}
+}
+
+struct sink_reader {
+	int fd;
+	size_t got;
+};
+
+/* A destination that reads everything until EOF. */
+static void *sink_main(void *arg)
+{
+	struct sink_reader *r = arg;
+	static __thread uint8_t buf[65536];
+	ssize_t n;
+
+	while ((n = read(r->fd, buf, sizeof(buf))) > 0)
+		r->got += (size_t)n;
+	return NULL;
+}
+
+Test(agent_gen9, tcp_data_to_a_reading_sink_is_granted_back_past_the_initial_window)
+{
+	enum { FRAMES = 600, SIZE = 512 };
+	static uint8_t payload[SIZE];
+	struct sink_reader r = {.fd = -1};
+	uint64_t used_bytes = 0, used_frames = 0;
+	pthread_t th;
+	uint16_t port;
+	int lfd;
+
+	memset(payload, 'd', sizeof(payload));
+	boot9();
+	lfd = listen_any(&port);
+	tcp_connect(71, port, 9, NULL);
+	r.fd = accept(lfd, NULL, NULL);
+	cr_assert_geq(r.fd, 0);
+	expect9(71, PROTO_T_TCP_CONNECTED, 10000);
+	cr_assert_eq(pthread_create(&th, NULL, sink_main, &r), 0);
+	/* A well-behaved host: more frames than the initial 256, each within the grant. */
+	for (int i = 0; i < FRAMES; i++) {
+		while (used_frames + 1 > grant.bulk_frames ||
+			used_bytes + SIZE + 64 > grant.bulk_bytes)
+			grants_reach(grant.bulk_bytes, grant.bulk_frames + 1);
+		used_bytes += ah_send_data(&h, 71, PROTO_T_TCP_DATA, payload, SIZE);
+		used_frames++;
+	}
+	used_bytes += ah_send_data(&h, 71, PROTO_T_TCP_EOF, NULL, 0); /* tcp.eof is data too */
+	used_frames++;
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(r.got, (size_t)FRAMES * SIZE);
+	/* Every frame was consumed once written: the grant is exactly sent + window. */
+	grants_reach(
+		used_bytes + PROTO_WORKLOAD_DATA_BYTES, used_frames + PROTO_WORKLOAD_DATA_FRAMES);
+	grants_settle(300);
+	cr_assert_eq(grant.bulk_bytes, used_bytes + PROTO_WORKLOAD_DATA_BYTES);
+	cr_assert_eq(grant.bulk_frames, used_frames + PROTO_WORKLOAD_DATA_FRAMES);
+	cr_assert_geq(
+		grant.control_frames, PROTO_WORKLOAD_CONTROL_FRAMES + 1, "tcp.connect handled");
+	cr_assert_gt(grant.control_bytes, PROTO_WORKLOAD_CONTROL_BYTES);
+	close(r.fd);
+	expect9(71, PROTO_T_TCP_EOF,
+		10000); /* before stopping: the agent has nothing left to write */
+	ping_ok(72);
+	close(lfd);
+	ah_stop_ok(&h);
+}
+
+/*
+ * An exec whose stdin nobody reads until <fifo> gets a line: the pipe
+ * takes 64 KiB, the rest waits in the agent.
+ */
+static void exec_stalled_reader(uint32_t id, char *dir, char *fifo, size_t cap)
+{
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(fifo, cap, "%s/go", dir);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	ah_exec(&h, id, false, "sh", "-c", "read x < \"$0\"; exec cat >/dev/null", fifo, NULL);
+	expect9(id, PROTO_T_EXEC_STARTED, 10000);
+}
+
+/* Let the stalled reader go, close its stdin and see it exit 0; returns the EOF frame's size. */
+static size_t exec_release(uint32_t id, char *dir, const char *fifo)
+{
+	int fd = open(fifo, O_WRONLY);
+	size_t eof;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, "go\n", 3), 3);
+	close(fd);
+	eof = ah_stdin(&h, id, NULL, 0);
+	expect9(id, PROTO_T_EXEC_EXITED, 10000);
+	cr_assert_eq(h.msg.u.exec_exited.code, 0);
+	unlink(fifo);
+	rmdir(dir);
+	return eof;
+}
+
+Test(agent_gen9, grants_stop_while_the_destination_stalls_and_resume_after)
+{
+	enum { FRAMES = 200, SIZE = 1000 };
+	static uint8_t payload[SIZE];
+	char dir[] = "/tmp/sw-gen9-XXXXXX", fifo[64];
+	uint64_t used_bytes = 0, stalled_frames;
+
+	memset(payload, 's', sizeof(payload));
+	boot9();
+	exec_stalled_reader(81, dir, fifo, sizeof(fifo));
+	for (int i = 0; i < FRAMES; i++)
+		used_bytes += ah_stdin(&h, 81, payload, SIZE);
+	/* The pipe took at most 64 KiB; the rest is not consumed, so not granted. */
+	grants_settle(500);
+	stalled_frames = grant.bulk_frames;
+	cr_assert_lt(stalled_frames, PROTO_WORKLOAD_DATA_FRAMES + 70,
+		"granted %llu frames past the window while the reader is stalled",
+		(unsigned long long)(stalled_frames - PROTO_WORKLOAD_DATA_FRAMES));
+	cr_assert_lt(grant.bulk_bytes, used_bytes + PROTO_WORKLOAD_DATA_BYTES);
+	grants_settle(500);
+	cr_assert_eq(grant.bulk_frames, stalled_frames, "the grant moved while nothing was read");
+	/* The reader starts: the grant resumes up to everything sent (EOF included). */
+	used_bytes += exec_release(81, dir, fifo);
+	grants_reach(
+		used_bytes + PROTO_WORKLOAD_DATA_BYTES, FRAMES + 1 + PROTO_WORKLOAD_DATA_FRAMES);
+	grants_settle(300);
+	cr_assert_eq(grant.bulk_frames, FRAMES + 1 + PROTO_WORKLOAD_DATA_FRAMES);
+	cr_assert_eq(grant.bulk_bytes, used_bytes + PROTO_WORKLOAD_DATA_BYTES);
+	ping_ok(82);
+	ah_stop_ok(&h);
+}
+
+Test(agent_gen9, a_host_past_its_grant_meets_backpressure_never_an_exit)
+{
+	enum { FRAMES = 400, SIZE = 1000 };
+	static uint8_t payload[SIZE];
+	char dir[] = "/tmp/sw-gen9-XXXXXX", fifo[64];
+
+	memset(payload, 'p', sizeof(payload));
+	boot9();
+	exec_stalled_reader(91, dir, fifo, sizeof(fifo));
+	/* 400 data frames at once to a reader that does not read: far past 256 + what fits the
+	 * pipe. */
+	for (int i = 0; i < FRAMES; i++)
+		ah_stdin(&h, 91, payload, SIZE);
+	grants_settle(500);
+	cr_assert_lt(grant.bulk_frames, FRAMES, "the host really is past its grant");
+	ping_ok(92); /* still served */
+	exec_release(91, dir, fifo);
+	grants_reach(0, FRAMES + 1 + PROTO_WORKLOAD_DATA_FRAMES);
+	ping_ok(93);
 	ah_stop_ok(&h);
 }
