@@ -185,12 +185,6 @@ static void cl_send_core_error(struct client *cl, uint32_t id, bool terminal, co
 
 /* ---- relay --------------------------------------------------------------------- */
 
-static void frame_drop(struct seg_frame *fr)
-{
-	for (uint32_t i = 0; i < fr->nseg; i++)
-		seg_release(&fr->seg[i]);
-}
-
 /*
  * The type the relay needs to know of a client frame: session starts (exec
  * tracking) and, when the agent meters input, every frame (its class);
@@ -239,14 +233,10 @@ static void cl_relay_frame(struct client *cl, uint32_t id, uint8_t flags, int ty
 	link_note_frame(l, (uint32_t)q->bytes,
 		flags == PROTO_FLAG_BULK || proto_type_is_input_data((enum proto_type)type));
 	link_send_to_console(s, l, q);
-	if (atomic_load(&l->to_guest) > ENGINE_QUEUE_HIGH && cl->rx_want) {
-		atomic_store(&l->ep_paused, true);
-		if (atomic_load(&l->to_guest) > ENGINE_QUEUE_LOW || !atomic_exchange(&l->ep_paused, false)) {
-			stat_add(&cl->es->st.stalls, 1);
-			cl->rx_want = false;
-			if (cl->rx_running)
-				shard_recv_stop(s, &cl->rx);
-		}
+	if (cl->rx_want && link_should_pause(s, l)) {
+		cl->rx_want = false;
+		if (cl->rx_running)
+			shard_recv_stop(s, &cl->rx);
 	}
 }
 
@@ -436,7 +426,7 @@ static void cl_mgmt_frame(struct client *cl, struct seg_frame *fr)
 	control_post(cl->es->e, m);
 out:
 	free(flat);
-	frame_drop(fr);
+	seg_frame_release(fr);
 }
 
 void client_mreq_done(struct shard *s, void *arg)
@@ -475,7 +465,7 @@ void client_mreq_done(struct shard *s, void *arg)
 static void cl_hold(struct client *cl, struct seg_frame *fr)
 {
 	if (cl->nheld == CL_PEND_MAX) {
-		frame_drop(fr);
+		seg_frame_release(fr);
 		cl_close(cl, "too many frames sent before the attach was answered");
 		return;
 	}
@@ -496,7 +486,7 @@ static void cl_frame(void *ctx, struct seg_frame *fr)
 	struct segq q;
 
 	if (cl->closing) {
-		frame_drop(fr);
+		seg_frame_release(fr);
 		return;
 	}
 	switch (cl->mode) {

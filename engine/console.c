@@ -410,12 +410,6 @@ static void con_boot_timeout(struct shard *s, struct shard_timer *t)
 
 /* ---- guest -> host ---------------------------------------------------------------------------- */
 
-static void frame_release(struct seg_frame *fr)
-{
-	for (uint32_t i = 0; i < fr->nseg; i++)
-		seg_release(&fr->seg[i]);
-}
-
 static void con_boot_frame(struct console *con, struct seg_frame *fr)
 {
 	struct shard *s = con->es->s;
@@ -475,7 +469,7 @@ static void con_boot_frame(struct console *con, struct seg_frame *fr)
 	}
 out:
 	free(flat);
-	frame_release(fr);
+	seg_frame_release(fr);
 }
 
 static void con_pause_for(struct console *con, struct link *l)
@@ -526,18 +520,18 @@ static void con_route(void *ctx, struct seg_frame *fr)
 		return;
 	}
 	if (con->st == CON_DEAD) {
-		frame_release(fr);
+		seg_frame_release(fr);
 		return;
 	}
 	stat_add(&es->st.frames_in, 1);
 	atomic_fetch_add_explicit(&con->sb->frames_in, 1, memory_order_relaxed);
 	if (con->lease && con_lease_frame(con, fr)) { /* the agent's, not a client's (G7.1) */
-		frame_release(fr);
+		seg_frame_release(fr);
 		return;
 	}
 	if (fr->id == PROTO_WORKLOAD_CREDIT_ID) { /* the agent's, not a client's (G6) */
 		con_grant(con, fr);
-		frame_release(fr);
+		seg_frame_release(fr);
 		return;
 	}
 	terminal = (fr->flags & PROTO_FLAG_TERMINAL) && seg_frame_type(fr) != PROTO_T_ERROR;
@@ -546,7 +540,7 @@ static void con_route(void *ctx, struct seg_frame *fr)
 	l = k == ENGINE_SLOT_ENGINE ? *ptab_slot(con, fr->id) : con->slot_link[k];
 	if (!l) {
 		stat_add(&es->st.drops, 1);
-		frame_release(fr);
+		seg_frame_release(fr);
 		return;
 	}
 	if (terminal) {

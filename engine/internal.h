@@ -268,6 +268,12 @@ void link_note_frame(struct link *l, uint32_t size, bool data);
  * the segment's reference once all of it is through.  Shard <s> is the caller's.
  */
 void link_account(struct shard *s, struct seg *sg, uint32_t n, bool to_guest);
+/*
+ * After an endpoint queued frames toward the console: true when the link is
+ * over ENGINE_QUEUE_HIGH and the endpoint must stop reading until
+ * ops->resume (ep_paused is then set, and the stall counted on <s>).
+ */
+bool link_should_pause(struct shard *s, struct link *l);
 /* Release a batch that cannot be delivered. */
 void xfer_drop(struct xfer *x);
 /* Console side: frames (and events) from an endpoint; takes the xfer. */

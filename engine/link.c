@@ -136,6 +136,18 @@ void link_account(struct shard *s, struct seg *sg, uint32_t n, bool to_guest)
 	}
 }
 
+bool link_should_pause(struct shard *s, struct link *l)
+{
+	if (atomic_load(&l->to_guest) <= ENGINE_QUEUE_HIGH)
+		return false;
+	/* Dekker with link_account: either it sees the flag, or we see its drain. */
+	atomic_store(&l->ep_paused, true);
+	if (atomic_load(&l->to_guest) <= ENGINE_QUEUE_LOW && atomic_exchange(&l->ep_paused, false))
+		return false;
+	stat_add(&eshard_of(s)->st.stalls, 1);
+	return true;
+}
+
 static void xfer_drop_arg(void *arg)
 {
 	xfer_drop(arg);

@@ -122,12 +122,6 @@ static void pc_wdefer(struct shard *s, struct shard_defer *d)
 
 /* ---- frames from the guest ------------------------------------------------------------- */
 
-static void frame_drop(struct seg_frame *fr)
-{
-	for (uint32_t i = 0; i < fr->nseg; i++)
-		seg_release(&fr->seg[i]);
-}
-
 /*
  * Bytes in front of the payload when <fr> is a canonical core.tcp.data
  * frame (what the reference and sandwire-agent write), else 0.
@@ -199,7 +193,7 @@ static void pc_frame(void *ctx, struct seg_frame *fr)
 
 	if (pc->closing) {
 		atomic_fetch_sub(&pc->link->to_ep, total);
-		frame_drop(fr);
+		seg_frame_release(fr);
 		return;
 	}
 	if ((skip = data_prefix(fr, head, nhead)) > 0) {
@@ -211,12 +205,12 @@ static void pc_frame(void *ctx, struct seg_frame *fr)
 	atomic_fetch_sub(&pc->link->to_ep, total);
 	flat = malloc(total);
 	if (!flat) {
-		frame_drop(fr);
+		seg_frame_release(fr);
 		pc_close(pc, true);
 		return;
 	}
 	seg_frame_peek(fr, flat, total);
-	frame_drop(fr);
+	seg_frame_release(fr);
 	if (proto_frame_parse(flat, total, &f) <= 0 || proto_frame_decode(&f, &m, NULL, NULL) < 0) {
 		stat_add(&pc->es->st.drops, 1);
 		goto out;
@@ -318,14 +312,9 @@ static void pc_rx(struct shard *s, struct shard_recv *r, struct chunk *c, int re
 		atomic_fetch_add_explicit(&l->sb->frames_out, 1, memory_order_relaxed);
 		link_note_frame(l, c->len, true);
 		link_send_to_console(s, l, &q);
-		if (atomic_load(&l->to_guest) > ENGINE_QUEUE_HIGH && pc->rx_want) {
-			atomic_store(&l->ep_paused, true);
-			if (atomic_load(&l->to_guest) > ENGINE_QUEUE_LOW ||
-				!atomic_exchange(&l->ep_paused, false)) {
-				stat_add(&pc->es->st.stalls, 1);
-				pc->rx_want = false;
-				shard_recv_stop(s, &pc->rx);
-			}
+		if (pc->rx_want && link_should_pause(s, l)) {
+			pc->rx_want = false;
+			shard_recv_stop(s, &pc->rx);
 		}
 		return;
 	}

@@ -216,6 +216,12 @@ int framer_feed_seg(struct framer *f, struct seg *sg,
 	return f->err;
 }
 
+void seg_frame_release(struct seg_frame *fr)
+{
+	for (uint32_t i = 0; i < fr->nseg; i++)
+		seg_release(&fr->seg[i]);
+}
+
 size_t seg_frame_peek(const struct seg_frame *fr, void *buf, size_t cap)
 {
 	size_t got = 0;

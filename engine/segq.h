@@ -114,6 +114,9 @@ int framer_feed(struct framer *f, struct chunk *c,
 int framer_feed_seg(struct framer *f, struct seg *sg,
 	void (*fn)(void *ctx, struct seg_frame *fr), void *ctx);
 
+/* Release every segment of <fr> (a frame not passed on). */
+void seg_frame_release(struct seg_frame *fr);
+
 /*
  * Copy the first <cap> bytes (or fewer, the whole frame) of <fr> into <buf>;
  * returns how many.  Used to read a frame's envelope (type name) or a whole
