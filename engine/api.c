@@ -475,6 +475,7 @@ long engine_result(void *buf, size_t cap, uint32_t id, const char *err,
 	X(drops, 8)                                                                                \
 	X(refused, 8)                                                                              \
 	X(stalls, 8)                                                                               \
+	X(bulk_streams, 8)                                                                         \
 	X(pool_in_use, 8)                                                                          \
 	X(pool_total, 8)
 

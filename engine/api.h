@@ -127,6 +127,7 @@ struct engine_shard_stats {
 	uint64_t drops;				/* frames dropped (no owner, refused) */
 	uint64_t refused;			/* frames refused: id not the client's */
 	uint64_t stalls;			/* times a reader paused for a full queue */
+	uint64_t bulk_streams;			/* published-port streams moved as raw bulk records */
 	uint64_t pool_in_use, pool_total;
 };
 

@@ -142,11 +142,9 @@ static int con_hold(struct console *con, struct segq *q, uint32_t size, bool dat
 		con->hf_head = 0;
 	}
 	for (uint32_t got = 0; got < size && q->n;) {
-		struct seg sg = q->v[q->head];
+		struct seg sg;
 
-		q->head = (q->head + 1) & (q->cap - 1);
-		q->n--;
-		q->bytes -= sg.len;
+		segq_shift(q, &sg);
 		got += sg.len;
 		if (segq_push(&con->held, &sg) < 0) {
 			if (sg.tag)
@@ -670,6 +668,11 @@ static int con_attach_port(struct console *con, struct link *l)
 	con->nport++;
 	m.u.tcp_connect.host = (struct proto_str){l->port_host, strlen(l->port_host)};
 	m.u.tcp_connect.port = l->port_guest;
+	/* A gen-8+ agent moves the stream's bytes as raw records (G5.1); the offer needs v >= 8,
+	 * which the encoder writes for it (F34). */
+	l->bulk_offer = atomic_load(&con->sb->generation) >= PROTO_GEN_BULK;
+	if (l->bulk_offer)
+		m.u.tcp_connect.bulk = (struct proto_opt_bulk_offer){true, ENGINE_PORT_BULK_OFFER};
 	return con_send_msg(con, id, &m);
 }
 

@@ -116,6 +116,7 @@ void engine_read_shard_stats(struct engine *e, unsigned i, struct engine_shard_s
 		.drops = atomic_load(&st->drops),
 		.refused = atomic_load(&st->refused),
 		.stalls = atomic_load(&st->stalls),
+		.bulk_streams = atomic_load(&st->bulk_streams),
 		.pool_in_use = atomic_load(&st->pool_in_use),
 		.pool_total = atomic_load(&st->pool_total),
 	};

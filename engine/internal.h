@@ -30,6 +30,7 @@
 #include "engine/daemon.h"
 #include "engine/segq.h"
 #include "engine/slots.h"
+#include "proto/bulk.h"
 #include "shard/shard.h"
 #include "vmm/vmm.h"
 
@@ -53,6 +54,19 @@ struct msb_listener;
 #define ENGINE_CTRL_FRAME_MAX 65536u	/* engine-decoded frames (requests, session starts) */
 #define ENGINE_PORT_ID_LIVE_MAX 65536u	/* live published-port streams per sandbox */
 #define ENGINE_REFUSED_KICK 64u		/* refused frames before a client is disconnected */
+/*
+ * Raw bulk on published-port streams (protocol-gen9.md G4, G5.1): the record
+ * limit offered, and the guest -> host credit window.  The window bounds
+ * the payload such a stream queues toward its host peer, so it never goes
+ * over ENGINE_QUEUE_HIGH and the console never pauses for it: one slow
+ * peer stalls only its own stream.
+ */
+#define ENGINE_PORT_BULK_RECORD 262144u
+#define ENGINE_PORT_BULK_WINDOW ENGINE_QUEUE_HIGH
+_Static_assert(ENGINE_PORT_BULK_WINDOW <= ENGINE_QUEUE_HIGH, "a bulk stream must never pause its console");
+#define ENGINE_PORT_BULK_OFFER                                                                     \
+	((struct proto_bulk_offer){                                                                \
+		PROTO_BULK_FORMAT_RAW_V1, ENGINE_PORT_BULK_RECORD, ENGINE_PORT_BULK_WINDOW})
 
 /* ---- per-shard state ------------------------------------------------------ */
 
@@ -60,7 +74,7 @@ struct msb_listener;
 struct eshard_stats {
 	_Atomic uint64_t clients, consoles, port_conns;
 	_Atomic uint64_t frames_in, frames_out, bytes_in, bytes_out;
-	_Atomic uint64_t copies, copy_bytes, drops, refused, stalls;
+	_Atomic uint64_t copies, copy_bytes, drops, refused, stalls, bulk_streams;
 	_Atomic uint64_t pool_in_use, pool_total, calls_sent, calls_run;
 	_Atomic uint32_t inbox_depth;
 };
@@ -212,6 +226,8 @@ struct link {
 	char why[300];			/* (C) the reason given to "attached" / "gone" */
 	char port_host[48];		/* LINK_PORT: where the agent dials */
 	uint16_t port_guest;
+	bool bulk_offer;		/* (C) LINK_PORT: tcp.connect offered raw bulk; set before
+					 * "attached", read by the endpoint after it */
 };
 
 /* What the console must know of frames an endpoint sends (it tracks sessions). */

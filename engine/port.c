@@ -10,6 +10,15 @@
  * prefix is skipped); a non-canonical frame is decoded and copied (counted).
  * Half-close travels both ways as core.tcp.eof.
  *
+ * With a generation-8+ agent the connect offers raw bulk (G5.1) and, once
+ * accepted, both directions move as raw records under absolute credit:
+ * host bytes become records by writing the 21-byte prefix into the
+ * receive chunk's headroom, sent only as far as the agent's grant reaches
+ * (chunks past it wait in <wait> and reading stops); guest records are
+ * written from the console's chunks and credit is granted back as the
+ * host peer's socket takes the bytes.  Finish replaces tcp.eof both ways;
+ * a bad record or credit fails only this stream (bulk.cancel reason 5).
+ *
  * owner: struct port, the control thread (counters are atomics); a
  * listener and a connection, the shard they run on.
  */
@@ -25,6 +34,7 @@
 
 #include "engine/internal.h"
 #include "engine/sender.h"
+#include "proto/bulk.h"
 #include "proto/data.h"
 #include "proto/envelope.h"
 #include "proto/msg.h"
@@ -42,6 +52,13 @@ struct port_listener {
 	struct shard_accept acc;
 };
 
+/* How the stream's bytes travel. */
+enum pc_data {
+	PC_DATA_CBOR,	 /* core.tcp.data / core.tcp.eof (a gen-7 agent, or one that ignored the offer) */
+	PC_DATA_OFFERED, /* bulk offered, tcp.connected seen, waiting for core.bulk.accepted */
+	PC_DATA_BULK,	 /* raw records and core.bulk.* only */
+};
+
 /* owner: its shard. */
 struct pconn {
 	struct pconn *next, *prev;
@@ -52,13 +69,18 @@ struct pconn {
 	struct shard_recv rx;
 	bool rx_running, rx_want;
 	bool connected;	 /* tcp.connected seen */
-	bool host_eof;	 /* the host peer finished sending; tcp.eof sent */
+	bool rd_eof;	 /* the host peer half-closed (a read returned 0) */
+	bool host_eof;	 /* ... and tcp.eof or bulk.finish went to the guest */
 	bool guest_eof;	 /* tcp.eof from the guest: shut our write side once flushed */
 	bool wr_shut;	 /* ... done: both directions finished once host_eof too */
 	bool ended;	 /* the stream is over (closed, failed, error) */
 	bool closing;
 	struct framer fr;
 	struct sender out; /* payload toward the host peer */
+	enum pc_data data;
+	struct proto_bulk_tx h2g; /* PC_DATA_BULK: host bytes -> records, within the agent's grant */
+	struct proto_bulk_rx g2h; /* PC_DATA_BULK: records -> host peer, granted as it takes them */
+	struct segq wait;	  /* host bytes received past the agent's grant */
 };
 
 static void port_get(struct port *p)
@@ -78,6 +100,8 @@ static void port_put(struct port *p)
 static void pc_close(struct pconn *pc, bool reset);
 static void pc_maybe_free(struct pconn *pc);
 static void pc_kick_write(struct pconn *pc);
+static void pc_bulk_grant(struct pconn *pc);
+static void pc_send_msg(struct pconn *pc, const struct proto_msg *m);
 
 /* ---- writing to the host peer --------------------------------------------------- */
 
@@ -91,6 +115,7 @@ static void pc_write_done(struct shard *s, struct shard_op *op, const struct io_
 		pc_maybe_free(pc);
 		return;
 	}
+	pc_bulk_grant(pc);
 	pc_kick_write(pc);
 	if (pc->closing)
 		pc_maybe_free(pc);
@@ -172,13 +197,207 @@ static void pc_queue_payload(struct pconn *pc, struct seg_frame *fr, size_t skip
 	}
 }
 
+/* Read the host peer, unless its bytes could not go anywhere yet (no acceptance, no credit). */
 static void pc_start_reading(struct pconn *pc)
 {
 	struct shard *s = pc->es->s;
 
+	if (pc->closing || pc->rd_eof || pc->data == PC_DATA_OFFERED || pc->wait.n)
+		return;
 	pc->rx_want = true;
-	if (!pc->rx_running && !pc->host_eof && shard_recv_start(s, &pc->rx, pc->fd, pc->rx.fn) == 0)
+	if (!pc->rx_running && shard_recv_start(s, &pc->rx, pc->fd, pc->rx.fn) == 0)
 		pc->rx_running = true;
+}
+
+/* ---- raw bulk (protocol-gen9.md G4, G5.1) ------------------------------------------------ */
+
+/* A fault on the stream's bulk flows: cancel with reason 5 and reset; only this stream ends. */
+static void pc_bulk_fail(struct pconn *pc, const char *what, int rc)
+{
+	struct proto_msg m = {.type = PROTO_T_BULK_CANCEL};
+	char msg[160];
+
+	snprintf(msg, sizeof(msg), "%s: %s", what, proto_strerror(rc));
+	shard_log(pc->es->s, SHARD_LOG_WARN, "published port %u -> guest %u: %s; stream reset",
+		pc->p->spec.host_port, pc->p->spec.guest_port, msg);
+	stat_add(&pc->es->st.drops, 1);
+	m.u.bulk_cancel = (struct proto_bulk_cancel){
+		PROTO_BULK_KIND_TCP, PROTO_BULK_CANCEL_PROTOCOL, {msg, strlen(msg)}};
+	pc_send_msg(pc, &m);
+	pc->ended = true;
+	pc_close(pc, true);
+}
+
+/* core.bulk.accepted: check it against the console's offer (G4.2) and open both flows. */
+static void pc_bulk_open(struct pconn *pc, const struct proto_bulk_accepted *a)
+{
+	const struct proto_bulk_offer offer = ENGINE_PORT_BULK_OFFER;
+	int rc = pc->data == PC_DATA_OFFERED ? 0 : PROTO_E_BULK_MISMATCH;
+
+	if (!rc)
+		rc = proto_bulk_accepted_check(a, &offer, PROTO_BULK_KIND_TCP, PROTO_BULK_FLOWS_TCP);
+	if (!rc)
+		rc = proto_bulk_tx_init(&pc->h2g, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G,
+			a->max_record_payload, a->host_to_guest_credit_limit);
+	if (!rc)
+		rc = proto_bulk_rx_init(&pc->g2h, PROTO_BULK_KIND_TCP, PROTO_BULK_G2H,
+			a->max_record_payload, offer.guest_to_host_credit_limit, ENGINE_PORT_BULK_WINDOW);
+	if (rc < 0) {
+		pc_bulk_fail(pc, "bulk acceptance", rc);
+		return;
+	}
+	pc->data = PC_DATA_BULK;
+	stat_add(&pc->es->st.bulk_streams, 1);
+	pc_start_reading(pc);
+}
+
+/* Tell the guest the host peer is done sending: bulk.finish after the last record, or tcp.eof. */
+static void pc_send_eof(struct pconn *pc)
+{
+	struct proto_msg m = {.type = PROTO_T_TCP_EOF};
+
+	if (pc->host_eof || (pc->data == PC_DATA_BULK && pc->wait.n))
+		return; /* sent, or the records before it still wait for credit */
+	if (pc->data == PC_DATA_BULK) {
+		m.type = PROTO_T_BULK_FINISH;
+		proto_bulk_tx_finish(&pc->h2g, &m.u.bulk_finish);
+	}
+	pc->host_eof = true;
+	pc_send_msg(pc, &m);
+}
+
+/*
+ * Send the host bytes waiting in <wait> as records, as far as the agent's
+ * credit and record limit reach.  A whole receive chunk gets its prefix in
+ * the headroom; a part of one (the grant or the limit ends inside it) gets
+ * the prefix as a segment of its own, so payload is still never copied.
+ * Then the finish, once nothing waits and the host peer half-closed.
+ */
+static void pc_bulk_flush(struct pconn *pc)
+{
+	struct shard *s = pc->es->s;
+	struct link *l = pc->link;
+	struct segq q;
+	struct seg *w;
+	uint32_t room;
+
+	segq_init(&q);
+	while ((w = segq_head(&pc->wait)) && (room = proto_bulk_tx_room(&pc->h2g)) > 0) {
+		uint32_t n = w->len < room ? w->len : room;
+		struct proto_bulk_rec r = {l->id_lo, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, 0, n};
+		struct seg pre = {0}, rec;
+
+		proto_bulk_tx_admit(&pc->h2g, n, &r.offset);
+		if (n == w->len && w->p == chunk_ptr(w->c)) {
+			segq_shift(&pc->wait, &rec);
+			proto_bulk_frame_prepend(rec.c, r.id, r.kind, r.flow, r.offset);
+			rec.p = chunk_ptr(rec.c);
+			rec.len = rec.c->len;
+		} else {
+			uint8_t prefix[PROTO_BULK_PREFIX_SIZE];
+
+			proto_bulk_prefix_write(prefix, sizeof(prefix), &r);
+			pre = seg_heap_copy(prefix, sizeof(prefix));
+			if (n == w->len) {
+				segq_shift(&pc->wait, &rec);
+			} else {
+				chunk_ref(w->c);
+				rec = (struct seg){.c = w->c, .p = w->p, .len = n};
+				w->p += n;
+				w->len -= n;
+				pc->wait.bytes -= n;
+			}
+			if (!pre.p || segq_push(&q, &pre) < 0) {
+				seg_release(&pre);
+				seg_release(&rec);
+				goto nomem;
+			}
+		}
+		if (segq_push(&q, &rec) < 0) {
+			seg_release(&rec);
+			goto nomem;
+		}
+		link_note_frame(l, PROTO_BULK_PREFIX_SIZE + n, true);
+		stat_add(&pc->es->st.frames_out, 1);
+		atomic_fetch_add_explicit(&l->sb->frames_out, 1, memory_order_relaxed);
+	}
+	if (q.n)
+		link_send_to_console(s, l, &q);
+	if (pc->rd_eof)
+		pc_send_eof(pc);
+	return;
+nomem:
+	/* The stream's offsets moved past bytes that cannot be sent: it cannot go on. */
+	segq_clear(&q);
+	pc_close(pc, true);
+}
+
+/* Grant the guest more room as the host peer's socket takes its bytes (G4.4). */
+static void pc_bulk_grant(struct pconn *pc)
+{
+	struct proto_msg m = {.type = PROTO_T_BULK_CREDIT};
+
+	if (pc->closing || pc->data != PC_DATA_BULK || pc->g2h.finished)
+		return;
+	/* Everything queued for the socket is record payload: what left it is consumed. */
+	if (proto_bulk_rx_consume(&pc->g2h, pc->g2h.next_expected - pc->out.q.bytes,
+		    &m.u.bulk_credit) == 1)
+		pc_send_msg(pc, &m);
+}
+
+/* A raw record from the guest: check it against the g2h flow and queue its payload. */
+static void pc_bulk_record(struct pconn *pc, struct seg_frame *fr, const uint8_t *head, size_t nhead)
+{
+	struct proto_bulk_rec r;
+	int rc = proto_bulk_prefix_parse(head, nhead, &r);
+
+	if (rc == PROTO_BULK_PREFIX_SIZE)
+		rc = pc->data == PC_DATA_BULK ? proto_bulk_rx_record(&pc->g2h, &r) :
+						PROTO_E_BULK_MISMATCH;
+	if (rc < 0) {
+		atomic_fetch_sub(&pc->link->to_ep, (size_t)fr->len + PROTO_LEN_SIZE);
+		seg_frame_release(fr);
+		pc_bulk_fail(pc, "raw record from the guest", rc);
+		return;
+	}
+	pc_queue_payload(pc, fr, PROTO_BULK_PREFIX_SIZE);
+	pc_kick_write(pc);
+}
+
+/* A core.bulk.* frame from the guest. */
+static void pc_bulk_control(struct pconn *pc, const struct proto_msg *m)
+{
+	int rc = pc->data == PC_DATA_BULK ? 0 : PROTO_E_BULK_MISMATCH;
+
+	switch (m->type) {
+	case PROTO_T_BULK_ACCEPTED:
+		pc_bulk_open(pc, &m->u.bulk_accepted);
+		return;
+	case PROTO_T_BULK_CREDIT:
+		if (!rc)
+			rc = proto_bulk_tx_credit(&pc->h2g, &m->u.bulk_credit);
+		if (rc < 0)
+			break;
+		pc_bulk_flush(pc);
+		if (!pc->closing && !atomic_load(&pc->link->ep_paused))
+			pc_start_reading(pc);
+		return;
+	case PROTO_T_BULK_FINISH: /* the guest's destination sent FIN */
+		if (!rc)
+			rc = proto_bulk_rx_finish(&pc->g2h, &m->u.bulk_finish);
+		if (rc < 0)
+			break;
+		pc->guest_eof = true;
+		return;
+	default: /* PROTO_T_BULK_CANCEL */
+		shard_log(pc->es->s, SHARD_LOG_INFO, "published port %u -> guest %u: agent cancelled: %.*s",
+			pc->p->spec.host_port, pc->p->spec.guest_port,
+			(int)m->u.bulk_cancel.message.len, m->u.bulk_cancel.message.ptr);
+		pc->ended = true;
+		pc_close(pc, true);
+		return;
+	}
+	pc_bulk_fail(pc, proto_type_name(m->type), rc);
 }
 
 static void pc_frame(void *ctx, struct seg_frame *fr)
@@ -196,7 +415,15 @@ static void pc_frame(void *ctx, struct seg_frame *fr)
 		seg_frame_release(fr);
 		return;
 	}
-	if ((skip = data_prefix(fr, head, nhead)) > 0) {
+	if (fr->flags & PROTO_FLAG_BULK) {
+		pc_bulk_record(pc, fr, head, nhead);
+		return;
+	}
+	if (pc->data != PC_DATA_BULK && (skip = data_prefix(fr, head, nhead)) > 0) {
+		if (pc->data == PC_DATA_OFFERED) {
+			pc->data = PC_DATA_CBOR; /* an agent that ignored the offer (G4.8) */
+			pc_start_reading(pc);
+		}
 		pc_queue_payload(pc, fr, skip);
 		pc_kick_write(pc);
 		return;
@@ -218,16 +445,34 @@ static void pc_frame(void *ctx, struct seg_frame *fr)
 	switch (m.type) {
 	case PROTO_T_TCP_CONNECTED:
 		pc->connected = true;
+		pc->data = pc->link->bulk_offer ? PC_DATA_OFFERED : PC_DATA_CBOR;
 		pc_start_reading(pc);
 		break;
-	case PROTO_T_TCP_DATA: {
+	case PROTO_T_TCP_DATA:
+	case PROTO_T_TCP_EOF:
+		if (pc->data == PC_DATA_BULK) {
+			pc_bulk_fail(pc, "CBOR TCP data after the raw bulk acceptance", PROTO_E_BULK_MISMATCH);
+			goto out;
+		}
+		if (pc->data == PC_DATA_OFFERED) {
+			pc->data = PC_DATA_CBOR; /* an agent that ignored the offer (G4.8) */
+			pc_start_reading(pc);
+		}
+		if (m.type == PROTO_T_TCP_EOF) {
+			pc->guest_eof = true;
+			break;
+		}
 		stat_add(&pc->es->st.copies, 1);
 		stat_add(&pc->es->st.copy_bytes, m.u.data.len);
 		sender_push_copy(&pc->out, m.u.data.ptr, m.u.data.len);
 		break;
-	}
-	case PROTO_T_TCP_EOF:
-		pc->guest_eof = true;
+	case PROTO_T_BULK_ACCEPTED:
+	case PROTO_T_BULK_CREDIT:
+	case PROTO_T_BULK_FINISH:
+	case PROTO_T_BULK_CANCEL:
+		pc_bulk_control(pc, &m);
+		if (pc->closing)
+			goto out;
 		break;
 	case PROTO_T_TCP_FAILED:
 		shard_log(s, SHARD_LOG_INFO, "published port %u -> guest %u: %.*s", pc->p->spec.host_port,
@@ -259,11 +504,9 @@ static void pc_deliver(struct shard *s, struct link *l, struct xfer *x)
 		return;
 	}
 	while (x->q.n) {
-		struct seg sg = x->q.v[x->q.head];
+		struct seg sg;
 
-		x->q.head = (x->q.head + 1) & (x->q.cap - 1);
-		x->q.n--;
-		x->q.bytes -= sg.len;
+		segq_shift(&x->q, &sg);
 		if (framer_feed_seg(&pc->fr, &sg, pc_frame, pc) < 0) {
 			pc_close(pc, true);
 			break;
@@ -278,15 +521,15 @@ static void pc_deliver(struct shard *s, struct link *l, struct xfer *x)
 
 /* ---- frames to the guest ------------------------------------------------------------------- */
 
-static void pc_send_own(struct pconn *pc, enum proto_type t)
+/* A frame of the engine's own (tcp.eof, core.bulk.*) on the stream's id. */
+static void pc_send_msg(struct pconn *pc, const struct proto_msg *m)
 {
-	uint8_t buf[64];
-	struct proto_msg m = {.type = t};
-	long n = proto_frame_encode(buf, sizeof(buf), pc->link->id_lo, &m);
+	uint8_t buf[256];
+	long n = proto_frame_encode(buf, sizeof(buf), pc->link->id_lo, m);
 
 	if (n <= 0)
 		return;
-	link_note_frame(pc->link, (uint32_t)n, proto_type_is_input_data(t));
+	link_note_frame(pc->link, (uint32_t)n, proto_type_is_input_data(m->type));
 	link_send_frame_to_console(pc->es->s, pc->link, buf, (size_t)n);
 }
 
@@ -298,21 +541,32 @@ static void pc_rx(struct shard *s, struct shard_recv *r, struct chunk *c, int re
 	struct seg sg;
 
 	if (c) {
-		if (pc->closing || proto_data_frame_prepend(c, PROTO_T_TCP_DATA, l->id_lo) < 0) {
+		if (pc->closing) {
 			chunk_put(c);
 			return;
 		}
 		sg = (struct seg){.c = c, .p = chunk_ptr(c), .len = c->len};
-		segq_init(&q);
-		if (segq_push(&q, &sg) < 0) {
-			chunk_put(c);
-			return;
+		if (pc->data == PC_DATA_BULK) {
+			if (segq_push(&pc->wait, &sg) < 0) {
+				chunk_put(c);
+				pc_close(pc, true);
+				return;
+			}
+			pc_bulk_flush(pc);
+		} else {
+			segq_init(&q);
+			if (proto_data_frame_prepend(c, PROTO_T_TCP_DATA, l->id_lo) < 0 ||
+				(sg.p = chunk_ptr(c), sg.len = c->len, segq_push(&q, &sg) < 0)) {
+				chunk_put(c);
+				return;
+			}
+			stat_add(&pc->es->st.frames_out, 1);
+			atomic_fetch_add_explicit(&l->sb->frames_out, 1, memory_order_relaxed);
+			link_note_frame(l, c->len, true);
+			link_send_to_console(s, l, &q);
 		}
-		stat_add(&pc->es->st.frames_out, 1);
-		atomic_fetch_add_explicit(&l->sb->frames_out, 1, memory_order_relaxed);
-		link_note_frame(l, c->len, true);
-		link_send_to_console(s, l, &q);
-		if (pc->rx_want && link_should_pause(s, l)) {
+		/* Past the agent's grant, or too much queued toward the guest: stop reading. */
+		if (pc->rx_want && (pc->wait.n || link_should_pause(s, l))) {
 			pc->rx_want = false;
 			shard_recv_stop(s, &pc->rx);
 		}
@@ -329,8 +583,8 @@ static void pc_rx(struct shard *s, struct shard_recv *r, struct chunk *c, int re
 		return;
 	}
 	if (res == 0) { /* the host peer half-closed */
-		pc->host_eof = true;
-		pc_send_own(pc, PROTO_T_TCP_EOF);
+		pc->rd_eof = true;
+		pc_send_eof(pc);
 		pc_kick_write(pc);
 		if (pc->closing)
 			pc_maybe_free(pc);
@@ -345,7 +599,7 @@ static void pc_resume(struct shard *s, struct link *l)
 	struct pconn *pc = l->ep;
 
 	(void)s;
-	if (pc && !pc->closing && !pc->rx_want && pc->connected)
+	if (pc && !pc->rx_want && pc->connected)
 		pc_start_reading(pc);
 }
 
@@ -412,6 +666,7 @@ static void pc_maybe_free(struct pconn *pc)
 	if (!pc->closing || pc->rx_running || sender_busy(&pc->out))
 		return;
 	sender_destroy(&pc->out);
+	segq_clear(&pc->wait);
 	framer_destroy(&pc->fr);
 	link_put(pc->link);
 	close(pc->fd);

@@ -63,6 +63,17 @@ int segq_push(struct segq *q, const struct seg *s)
 	return 0;
 }
 
+int segq_shift(struct segq *q, struct seg *out)
+{
+	if (!q->n)
+		return -ENOENT;
+	*out = q->v[q->head];
+	q->head = (q->head + 1) & (q->cap - 1);
+	q->n--;
+	q->bytes -= out->len;
+	return 0;
+}
+
 unsigned segq_iov(const struct segq *q, struct iovec *iov, unsigned max)
 {
 	unsigned k = 0;

@@ -52,6 +52,15 @@ static inline void segq_init(struct segq *q)
 /* Append <s> (ownership moves in).  Returns 0 or -ENOMEM (<s> untouched). */
 int segq_push(struct segq *q, const struct seg *s);
 
+/* Take the head segment into <out> (ownership moves out).  Returns 0 or -ENOENT (empty). */
+int segq_shift(struct segq *q, struct seg *out);
+
+/* The head segment, or NULL when empty (it stays queued). */
+static inline struct seg *segq_head(struct segq *q)
+{
+	return q->n ? &q->v[q->head] : NULL;
+}
+
 /*
  * Fill <iov> with up to <max> entries from the head; returns how many.
  */

@@ -81,6 +81,8 @@ static const struct metric_def {
 		SHARD_FIELD(refused), false},
 	{"stalls_total", "counter", "times a reader paused for a full queue", SHARD_FIELD(stalls),
 		false},
+	{"bulk_streams_total", "counter", "published-port streams moved as raw bulk records",
+		SHARD_FIELD(bulk_streams), false},
 	{"pool_chunks_in_use", "gauge", "buffer chunks in use", SHARD_FIELD(pool_in_use), false},
 	{"pool_chunks", "gauge", "buffer chunks", SHARD_FIELD(pool_total), false},
 };

@@ -439,6 +439,7 @@ Test(engine_api, stats_of_two_shards_round_trip)
 		st->drops = b + 12;
 		st->refused = b + 13;
 		st->stalls = b + 14;
+		st->bulk_streams = b + 16;
 		st->pool_in_use = b + 15;
 		st->pool_total = UINT64_MAX - (uint64_t)k;
 	}
