@@ -24,6 +24,8 @@
 
 #define CL_SESSIONS_MAX 65536u /* live session ids tracked per client (open addressing) */
 #define CL_PEND_MAX 256u       /* frames held while an attach is answered */
+#define CL_IDS_WINDOW 65536u   /* session ids remembered above the retired floor (G7.1) */
+#define CL_GEN_NO_REUSE 9u     /* from generation 9 a relay rejects reused ids (G7.1) */
 
 enum cl_mode {
 	CL_MGMT = 0,  /* engine requests */
@@ -35,6 +37,19 @@ enum cl_mode {
 struct idset {
 	uint32_t *v; /* 0 empty, UINT32_MAX deleted */
 	uint32_t cap, n, used;
+};
+
+/*
+ * The ids a client started sessions on, for the generation-9 rule that a
+ * client never reuses an id within one connection (protocol-gen9.md G7.1).
+ * Every id below <floor> counts as used; a bitmap remembers the window
+ * above it.  A start further than the window ahead moves the floor up and
+ * retires the ids skipped: a client counting up, as the reference's does,
+ * never notices.  8 KiB per client, allocated on its first session.
+ */
+struct idseen {
+	uint64_t *bits; /* CL_IDS_WINDOW bits, bit id % CL_IDS_WINDOW */
+	uint32_t floor;
 };
 
 /* owner: its shard. */
@@ -54,6 +69,7 @@ struct client {
 	uint32_t refused;
 	bool closing, close_when_flushed;
 	struct idset live;
+	struct idseen seen;	  /* gen-9 sandboxes: ids used on this connection */
 	struct segq held;	  /* frames received while attaching */
 	uint32_t held_ids[CL_PEND_MAX];
 	uint8_t held_flags[CL_PEND_MAX];
@@ -110,6 +126,39 @@ static void idset_del(struct idset *s, uint32_t id)
 			s->n--;
 			return;
 		}
+}
+
+/*
+ * Note a session start on <id> (the client's ids begin at <lo>): false when
+ * the id was used before on this connection.  Without memory for the
+ * bitmap the check is skipped (true).
+ */
+static bool idseen_first_use(struct idseen *u, uint32_t lo, uint32_t id)
+{
+	uint32_t k;
+
+	if (!u->bits) {
+		if (!(u->bits = calloc(CL_IDS_WINDOW / 64, sizeof(*u->bits))))
+			return true;
+		u->floor = lo;
+	}
+	if (id < u->floor)
+		return false;
+	if (id - u->floor >= CL_IDS_WINDOW) {
+		uint32_t nf = id - CL_IDS_WINDOW + 1;
+
+		if (nf - u->floor >= CL_IDS_WINDOW)
+			memset(u->bits, 0, CL_IDS_WINDOW / 8);
+		else
+			for (uint32_t x = u->floor; x != nf; x++)
+				u->bits[(x % CL_IDS_WINDOW) / 64] &= ~(1ull << (x % 64));
+		u->floor = nf;
+	}
+	k = id % CL_IDS_WINDOW;
+	if (u->bits[k / 64] & (1ull << (k % 64)))
+		return false;
+	u->bits[k / 64] |= 1ull << (k % 64);
+	return true;
 }
 
 /* ---- writing ------------------------------------------------------------------ */
@@ -217,6 +266,23 @@ static void cl_relay_frame(struct client *cl, uint32_t id, uint8_t flags, int ty
 				l->sb->name, id, l->id_lo, l->id_hi - 1);
 		if (cl->refused >= ENGINE_REFUSED_KICK)
 			cl_close(cl, "too many frames on ids that are not the client's");
+		return;
+	}
+	if ((flags & PROTO_FLAG_SESSION_START) &&
+		atomic_load_explicit(&l->sb->generation, memory_order_relaxed) >= CL_GEN_NO_REUSE &&
+		!idseen_first_use(&cl->seen, l->id_lo, id)) {
+		char text[200];
+
+		stat_add(&cl->es->st.refused, 1);
+		segq_clear(q);
+		snprintf(text, sizeof(text),
+			"id %u was already used on this connection; a generation-9 relay rejects reused "
+			"ids (start each session on a fresh id): disconnecting",
+			id);
+		shard_log(s, SHARD_LOG_WARN, "sandbox %s: client %s", l->sb->name, text);
+		cl_send_core_error(cl, id, true, text);
+		cl->close_when_flushed = true;
+		cl_close(cl, text);
 		return;
 	}
 	if (flags & PROTO_FLAG_SESSION_START) {
@@ -569,6 +635,7 @@ static void cl_maybe_free(struct client *cl)
 	sender_destroy(&cl->out);
 	framer_destroy(&cl->fr);
 	free(cl->live.v);
+	free(cl->seen.bits);
 	close(cl->fd);
 	if (cl->prev)
 		cl->prev->next = cl->next;
