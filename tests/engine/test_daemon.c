@@ -807,7 +807,7 @@ Test(daemon, published_port_bulk_without_copies, .timeout = 180)
 	struct dh_tcpsrv sink, src;
 	struct engine_port p = {.host_ip = "127.0.0.1", .guest_port = 0};
 	struct engine_info in;
-	uint64_t copies0, bytes0, copies, bytes;
+	uint64_t copies0, bytes0, copies, bytes, bulk0;
 	int64_t up_ms, down_ms;
 	char err[600];
 	struct dh d;
@@ -822,6 +822,7 @@ Test(daemon, published_port_bulk_without_copies, .timeout = 180)
 	dh_stats(&d, st);
 	copies0 = DH_STATS_SUM(st, 2, copies);
 	bytes0 = DH_STATS_SUM(st, 2, copy_bytes);
+	bulk0 = DH_STATS_SUM(st, 2, bulk_streams);
 
 	cr_assert(dh_call(&d, ENGINE_V_INSPECT, "bulk", &in, err, sizeof(err)), "%s", err);
 	up_ms = bulk_to_guest(&d, in.ports[0].port.host_port, &sink);
@@ -840,6 +841,9 @@ Test(daemon, published_port_bulk_without_copies, .timeout = 180)
 	cr_assert_leq(bytes, COPY_BOUND,
 		"%lu bytes copied in user space for 2 x 256 MiB (%lu copies)", (unsigned long)bytes,
 		(unsigned long)copies);
+	/* sandwire-agent announces generation 9: both streams moved as raw bulk records. */
+	cr_assert_eq(DH_STATS_SUM(st, 2, bulk_streams) - bulk0, 2u, "bulk streams: %lu",
+		(unsigned long)(DH_STATS_SUM(st, 2, bulk_streams) - bulk0));
 	dh_stop(&d);
 	dh_tcpsrv_stop(&sink);
 	dh_tcpsrv_stop(&src);
@@ -1020,4 +1024,100 @@ Test(daemon, bulk_records_cross_the_relay, .timeout = 120)
 	agent_client_close(&ac, 0);
 	dh_stop(&d);
 	dh_tcpsrv_stop(&sink);
+}
+
+/*
+ * Generation 9 relays reject reused ids (protocol-gen9.md G7.1): a second
+ * session start on an id the client already used, even after its terminal
+ * frame, ends that client's connection with a terminal core.error on the id;
+ * fresh ids before it work, and the sandbox serves the next client.
+ */
+Test(daemon, reused_id_ends_a_generation_9_client, .timeout = 120)
+{
+	struct agent_client ac, again;
+	struct dh_exec x;
+	uint32_t lo, hi;
+	int rc;
+	struct dh d;
+
+	dh_start(&d, 2, NULL);
+	dh_create(&d, "reuse", NULL, 0, NULL);
+	dh_attach(&d, "reuse", &ac, &lo, &hi);
+	dh_exec_run(&ac, lo, SH("exit 3"), &x);
+	cr_assert_eq(x.code, 3);
+	dh_exec_free(&x);
+	dh_exec_run(&ac, lo + 2, SH("exit 4"), &x); /* a gap is not a reuse */
+	cr_assert_eq(x.code, 4);
+	dh_exec_free(&x);
+	dh_exec_run(&ac, lo + 1, SH("exit 5"), &x); /* nor is an id skipped earlier */
+	cr_assert_eq(x.code, 5);
+	dh_exec_free(&x);
+
+	dh_exec_send(&ac, lo, SH("echo must-not-run"));
+	cr_assert_eq(dh_recv(&ac, 10000), 1, "no answer to the reused id");
+	cr_assert_eq(ac.frame.id, lo);
+	cr_assert_eq(ac.msg.type, PROTO_T_ERROR, "got %s", proto_type_name(ac.msg.type));
+	cr_assert(ac.frame.flags & PROTO_FLAG_TERMINAL);
+	while ((rc = dh_recv(&ac, 10000)) == 1)
+		cr_assert_neq(ac.msg.type, PROTO_T_EXEC_STARTED, "the reused id reached the agent");
+	cr_assert_eq(rc, -EPIPE, "the client was not disconnected");
+	cr_assert(dh_log_contains(&d, "already used on this connection"));
+	agent_client_close(&ac, 0);
+
+	dh_attach(&d, "reuse", &again, &lo, &hi);
+	dh_exec_run(&again, lo, SH("exit 6"), &x);
+	cr_assert_eq(x.code, 6);
+	dh_exec_free(&x);
+	agent_client_close(&again, 0);
+	dh_stop(&d);
+}
+
+/*
+ * Raw bulk on published ports: one host peer that stops reading stalls only
+ * its own stream (the agent's records stop at the engine's grant); another
+ * stream of the same sandbox moves BULK bytes meanwhile, and the stalled one
+ * then drains intact.
+ */
+Test(daemon, stalled_bulk_port_stream_leaves_others_moving, .timeout = 180)
+{
+	struct engine_port p = {.host_ip = "127.0.0.1"};
+	struct engine_shard_stats st[DH_SHARDS_MAX];
+	struct dh_tcpsrv src;
+	struct engine_info in;
+	uint8_t *buf = malloc(1u << 20);
+	uint64_t got = 0;
+	int stalled;
+	struct dh d;
+
+	cr_assert_not_null(buf);
+	dh_tcpsrv_start(&src, DH_SOURCE, 31, BULK);
+	p.guest_port = src.port;
+	dh_start(&d, 1, NULL);
+	dh_create(&d, "stall", &p, 1, &in);
+	stalled = dh_tcp_connect(in.ports[0].port.host_port, false);
+	set_timeouts(stalled, 20);
+	/* Let the stalled stream fill its credit window and the host socket buffers. */
+	cr_assert(WAIT_FOR(src.bytes_out >= (8u << 20), 10000), "the source sent %lu bytes",
+		(unsigned long)src.bytes_out);
+	dh_sleep_ms(300);
+	bulk_from_guest(&d, in.ports[0].port.host_port, &src);
+	dh_stats(&d, st);
+	cr_assert_eq(DH_STATS_SUM(st, 1, bulk_streams), 2u);
+	for (;;) {
+		ssize_t r = read(stalled, buf, 1u << 20);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		cr_assert_geq(r, 0, "the stalled stream failed after %lu bytes", (unsigned long)got);
+		if (r == 0)
+			break;
+		cr_assert(dh_pattern_check(buf, (size_t)r, src.seed, got), "bytes differ at %lu",
+			(unsigned long)got);
+		got += (uint64_t)r;
+	}
+	cr_assert_eq(got, BULK, "the stalled stream got %lu bytes", (unsigned long)got);
+	close(stalled);
+	free(buf);
+	dh_stop(&d);
+	dh_tcpsrv_stop(&src);
 }
