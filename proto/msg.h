@@ -1,6 +1,6 @@
 /*
- * proto/msg.h - any message of generations 7 to 9 as one tagged struct,
- * and the whole-frame encoder and decoder.
+ * proto/msg.h - any message of generations 7 to 9 (and sandwire's extension
+ * types) as one tagged struct, and the whole-frame encoder and decoder.
  *
  * Encode (control path; data frames normally go through data.h instead):
  *
@@ -88,6 +88,7 @@ struct proto_msg {
 		struct proto_workload_transport workload_transport_credit;
 		struct proto_root_disk_grow root_disk_grow; /* root_disk.prepare and .grow */
 		struct proto_root_disk_state root_disk_state;
+		struct proto_sandwire_credit sandwire_credit;
 	} u;
 };
 

@@ -661,24 +661,50 @@ static void boot_handoff_encode(struct cbw *w, const struct proto_boot_handoff *
 		boot_envs_encode(w, "env", h->env, h->n_env);
 }
 
-static const char *const boot_ext_keys[] = {"ext"};
+/* The one key of the announcement map: {"ext": [names...]}. */
+static const char *const ext_keys[] = {"ext"};
 
-static int boot_ext_field(struct cbr *r, void *obj, unsigned field)
+struct ext_list {
+	struct proto_str **ext;
+	size_t *n;
+};
+
+static int ext_field(struct cbr *r, void *obj, unsigned field)
 {
-	struct proto_bootstrap *m = obj;
+	struct ext_list *l = obj;
 
 	(void)field; /* "ext" is the only key */
-	return proto_strs_decode(r, &m->ext, &m->n_ext);
+	return proto_strs_decode(r, l->ext, l->n);
 }
 
-/* {"ext": [names...]}; null or a missing "ext" mean no extension. */
-static int boot_ext_decode(struct cbr *r, struct proto_bootstrap *m)
+int proto_ext_decode(struct cbr *r, struct proto_str **ext, size_t *n)
 {
+	struct ext_list l = {ext, n};
 	int rc = cbr_absent(r);
 
+	*ext = NULL;
+	*n = 0;
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
-	return proto_map_decode(r, boot_ext_keys, 1, 1, 0, boot_ext_field, m);
+	return proto_map_decode(r, ext_keys, 1, 1, 0, ext_field, &l);
+}
+
+int proto_ext_encode(struct cbw *w, const struct proto_str *ext, size_t n)
+{
+	cbw_map(w, 1);
+	cbw_key(w, "ext");
+	proto_strs_encode(w, ext, n);
+	return w->err;
+}
+
+bool proto_ext_named(const struct proto_str *ext, size_t n, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < n; i++)
+		if (ext[i].len == len && memcmp(ext[i].ptr, name, len) == 0)
+			return true;
+	return false;
 }
 
 /* ---- GuestBootstrap ---- */
@@ -757,7 +783,7 @@ static int boot_field(struct cbr *r, void *obj, unsigned field)
 	case K_HANDOFF_INIT:
 		return boot_handoff_decode(r, &m->handoff_init);
 	default: /* K_SANDWIRE */
-		return boot_ext_decode(r, m);
+		return proto_ext_decode(r, &m->ext, &m->n_ext);
 	}
 }
 
@@ -820,9 +846,7 @@ int proto_bootstrap_encode(struct cbw *w, const struct proto_bootstrap *m)
 		boot_handoff_encode(w, &m->handoff_init);
 	if (m->n_ext) {
 		cbw_key(w, "sandwire");
-		cbw_map(w, 1);
-		cbw_key(w, "ext");
-		proto_strs_encode(w, m->ext, m->n_ext);
+		proto_ext_encode(w, m->ext, m->n_ext);
 	}
 	return w->err;
 }

@@ -169,6 +169,23 @@ struct proto_bootstrap {
 	size_t n_ext;
 };
 
+/* Name of the extension that gives exec streams credit (wire.md "Flow control"). */
+#define PROTO_EXT_CREDIT "credit"
+
+/*
+ * The sandwire announcement, shared by core.bootstrap and core.ready: the
+ * value of the key "sandwire", the map {"ext": [names...]} (callers leave
+ * key and value out when there is no name).  On decode null, a missing
+ * "ext" and unknown keys name nothing more; the list goes to r->arena.
+ * Returns 0 or a negative proto code (encode: the writer's sticky error).
+ * Any thread.
+ */
+int proto_ext_encode(struct cbw *w, const struct proto_str *ext, size_t n);
+int proto_ext_decode(struct cbr *r, struct proto_str **ext, size_t *n);
+
+/* True when the announcement <ext> of <n> names holds extension <name>. */
+bool proto_ext_named(const struct proto_str *ext, size_t n, const char *name);
+
 /*
  * Encode <m> as one GuestBootstrap payload item into <w>.
  * Returns 0, PROTO_E_BAD_VALUE for an enum out of range, or the writer's

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "proto/internal.h"
+#include "proto/msg_boot.h"
 #include "proto/msg_core.h"
 
 enum proto_field_kind {
@@ -35,6 +36,8 @@ enum proto_field_kind {
 	PF_ID16,       /* struct proto_id16: an array of 16 integers */
 	PF_OPT_ID16,   /* struct proto_opt_id16 */
 	PF_OPT_STRUCT, /* an Option wrapper {bool set; ...} holding a sub struct at val_off */
+	PF_OPT_U64,    /* struct proto_opt_u64 */
+	PF_EXT,	       /* sandwire announcement (msg_boot.h): names at off, count at count_off */
 };
 
 #define PF_REQ 0x01u   /* required on decode (no default) */
@@ -112,6 +115,12 @@ struct proto_fields {
 	{                                                                                          \
 		.name = #m, .name_len = sizeof(#m) - 1, .kind = PF_OPT_STRUCT, .flags = PF_OMIT,   \
 		.off = offsetof(s, m), .val_off = offsetof(wrap, v), .sub = &d                     \
+	}
+/* The sandwire announcement under the key "sandwire", omitted when it names nothing. */
+#define FIELD_EXT(s, m, cnt)                                                                       \
+	{                                                                                          \
+		.name = "sandwire", .name_len = sizeof("sandwire") - 1, .kind = PF_EXT,            \
+		.flags = PF_OMIT, .off = offsetof(s, m), .count_off = offsetof(s, cnt)             \
 	}
 #define FIELDS(tbl)                                                                                \
 	{                                                                                          \
@@ -195,6 +204,7 @@ static const struct proto_field ready_f[] = {
 	FIELD_OPT_STRUCT(
 		struct proto_ready, local_transport, struct proto_opt_max_format, max_format_d),
 	FIELD(struct proto_ready, workload_transport_barrier_version, PF_OPT_U8, PF_OMIT),
+	FIELD_EXT(struct proto_ready, ext, n_ext),
 };
 
 static const struct proto_field clock_sync_f[] = {
@@ -236,6 +246,7 @@ static const struct proto_field exec_request_f[] = {
 	FIELD_DEF(struct proto_exec_request, rows, PF_U16, PROTO_EXEC_ROWS_DEFAULT),
 	FIELD_DEF(struct proto_exec_request, cols, PF_U16, PROTO_EXEC_COLS_DEFAULT),
 	FIELD_LIST(struct proto_exec_request, rlimits, nrlimits, PF_RLIMITS),
+	FIELD(struct proto_exec_request, sandwire_credit, PF_OPT_U64, PF_OMIT),
 };
 
 static const struct proto_field exec_started_f[] = {
@@ -355,6 +366,10 @@ static const struct proto_field root_disk_grow_f[] = {
 	FIELD(struct proto_root_disk_grow, size_bytes, PF_U64, PF_REQ),
 };
 
+static const struct proto_field sandwire_credit_f[] = {
+	FIELD(struct proto_sandwire_credit, bytes, PF_U64, PF_REQ),
+};
+
 static const struct proto_field root_disk_state_f[] = {
 	FIELD(struct proto_root_disk_state, filesystem_bytes, PF_U64, PF_REQ),
 	FIELD(struct proto_root_disk_state, device_bytes, PF_U64, PF_REQ),
@@ -364,7 +379,7 @@ static const struct proto_field root_disk_state_f[] = {
  * Field table per type.  No entry ({NULL, 0}) for the empty-map types
  * (PROTO_TA_EMPTY), core.shutdown, and the types handled elsewhere.
  */
-static const struct proto_fields proto_core_fields[PROTO_T__COUNT] = {
+static const struct proto_fields proto_core_fields[PROTO_T__END] = {
 	[PROTO_T_INIT_RESOLVED] = FIELDS(init_resolved_f),
 	[PROTO_T_READY] = FIELDS(ready_f),
 	[PROTO_T_RELAY_CLIENT_DISCONNECTED] = FIELDS(relay_client_disconnected_f),
@@ -392,6 +407,7 @@ static const struct proto_fields proto_core_fields[PROTO_T__COUNT] = {
 	[PROTO_T_ROOT_DISK_PREPARE] = FIELDS(root_disk_grow_f),
 	[PROTO_T_ROOT_DISK_GROW] = FIELDS(root_disk_grow_f),
 	[PROTO_T_ROOT_DISK_STATE] = FIELDS(root_disk_state_f),
+	[PROTO_T_SANDWIRE_CREDIT] = FIELDS(sandwire_credit_f),
 };
 
 /* Empty-map types have no table entries but are handled: they carry PROTO_TA_EMPTY. */
@@ -426,6 +442,8 @@ static bool proto_field_present(const struct proto_field *f, const uint8_t *obj)
 
 	if (!(f->flags & PF_OMIT))
 		return true;
+	if (f->kind == PF_EXT)
+		return *(const size_t *)(obj + f->count_off) != 0;
 	if (f->kind == PF_TEXT)
 		return ((const struct proto_str *)v)->len > 0;
 	return *(const bool *)v; /* every Option struct starts with its bool set */
@@ -435,6 +453,7 @@ static int proto_field_encode(struct cbw *w, const struct proto_field *f, const 
 {
 	const void *v = obj + f->off;
 	const struct proto_opt_id16 *oid;
+	const struct proto_opt_u64 *o64;
 	const struct proto_opt_i32 *oi;
 	const struct proto_opt_u8 *ou;
 	unsigned int e;
@@ -509,6 +528,13 @@ static int proto_field_encode(struct cbw *w, const struct proto_field *f, const 
 			return proto_fields_encode(w, f->sub, (const uint8_t *)v + f->val_off);
 		cbw_null(w);
 		break;
+	case PF_OPT_U64:
+		o64 = v;
+		proto_put_opt_uint(w, o64->set, o64->v);
+		break;
+	case PF_EXT:
+		return proto_ext_encode(w, *(const struct proto_str *const *)v,
+			*(const size_t *)(obj + f->count_off));
 	}
 	return w->err;
 }
@@ -585,6 +611,7 @@ static void proto_fields_defaults(const struct proto_fields *d, uint8_t *obj)
 		case PF_OPT_U8:
 		case PF_OPT_ID16:
 		case PF_OPT_STRUCT:
+		case PF_OPT_U64:
 			*(bool *)v = false; /* every Option struct starts with its bool set */
 			break;
 		case PF_U8:
@@ -592,6 +619,7 @@ static void proto_fields_defaults(const struct proto_fields *d, uint8_t *obj)
 			break;
 		case PF_STRS:
 		case PF_RLIMITS:
+		case PF_EXT:
 			*(const void **)v = NULL;
 			*(size_t *)(obj + f->count_off) = 0;
 			break;
@@ -672,6 +700,13 @@ static int proto_field_decode(
 		return proto_fields_decode(r, f->sub, (uint8_t *)v + f->val_off, ei);
 	case PF_ID16:
 		return proto_id16_decode(r, v);
+	case PF_OPT_U64:
+		return proto_opt_u64_decode(r, v);
+	case PF_EXT:
+		rc = proto_ext_decode(r, &sv, (size_t *)(obj + f->count_off));
+		if (rc == 0)
+			*(const struct proto_str **)v = sv;
+		return rc;
 	}
 	return -EINVAL;
 }

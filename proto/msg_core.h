@@ -1,10 +1,10 @@
 /*
  * proto/msg_core.h - payloads of the core, exec and tcp message types
- * (spec 3.1, 3.2, 3.4) and of the generation 8/9 types (protocol-gen9.md
- * G2.4, G2.5, G3): every type except core.bootstrap, core.fs.request,
- * core.fs.response (msg_boot.h, msg_fs.h) and the {data: bytes} types
- * (data.h).  The core.bulk.* payload structs live in bulk.h, next to the
- * record they control.
+ * (spec 3.1, 3.2, 3.4), of the generation 8/9 types (protocol-gen9.md
+ * G2.4, G2.5, G3) and of sandwire.credit: every type except
+ * core.bootstrap, core.fs.request, core.fs.response (msg_boot.h, msg_fs.h)
+ * and the {data: bytes} types (data.h).  The core.bulk.* payload structs
+ * live in bulk.h, next to the record they control.
  *
  * The conventions of msg_common.h apply.  Field order, null-or-omitted and
  * defaults follow the spec's tables; each payload is described once by a
@@ -77,6 +77,9 @@ struct proto_ready {
 	struct proto_opt_max_format relay_lease;     /* highest MSBL format read (lease.h) */
 	struct proto_opt_max_format local_transport; /* injected by a local Unix relay only */
 	struct proto_opt_u8 workload_transport_barrier_version; /* 2: G6/G8 implemented */
+	/* sandwire extensions the agent uses with this host (msg_boot.h); omitted when none */
+	const struct proto_str *ext;
+	size_t n_ext;
 };
 
 /* core.clock.sync */
@@ -135,7 +138,19 @@ struct proto_relay_client_disconnected {
 	struct proto_opt_id16 incarnation; /* gen 9, with a lease (lease.h); omitted when unset */
 };
 
-/* core.exec.request: all nine keys are always written. */
+/*
+ * Window of the "credit" extension (wire.md "Flow control"): the default a
+ * client asks for, and the largest an agent accepts.
+ */
+#define PROTO_SANDWIRE_CREDIT_WINDOW (256u * 1024)
+#define PROTO_SANDWIRE_CREDIT_MAX (16u << 20)
+
+/*
+ * core.exec.request: the reference's nine keys are always written.
+ * sandwire_credit (omitted when unset) opts the session into the "credit"
+ * extension with that window in bytes (1..PROTO_SANDWIRE_CREDIT_MAX); a
+ * client sets it only when the agent's core.ready named "credit".
+ */
 struct proto_exec_request {
 	struct proto_str cmd;
 	const struct proto_str *args; /* argv[1..]; default [] */
@@ -149,6 +164,7 @@ struct proto_exec_request {
 	uint16_t cols;			    /* default 80 */
 	const struct proto_rlimit *rlimits; /* default [] */
 	size_t nrlimits;
+	struct proto_opt_u64 sandwire_credit; /* sandwire extension; omitted when unset */
 };
 
 /* core.exec.started */
@@ -282,6 +298,16 @@ struct proto_root_disk_grow {
 struct proto_root_disk_state {
 	uint64_t filesystem_bytes;
 	uint64_t device_bytes;
+};
+
+/*
+ * sandwire.credit (both ways, on an exec session's id, "credit" extension):
+ * the receiver delivered <bytes> more of the session's stream (stdout plus
+ * stderr toward the host, stdin toward the process), so the sender may send
+ * that many more beyond its window.
+ */
+struct proto_sandwire_credit {
+	uint64_t bytes;
 };
 
 /* True when proto_core_encode/decode handle type <t>. */

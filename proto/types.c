@@ -1,6 +1,6 @@
 /*
- * proto/types.c - the table of message types (generations 7 to 9) and the
- * wire-name lookup.
+ * proto/types.c - the table of message types (generations 7 to 9, then
+ * sandwire's extension types) and the wire-name lookup.
  */
 #include <string.h>
 
@@ -16,7 +16,7 @@
 #define IN_DATA PROTO_TA_INPUT_DATA
 #define TYPE(e, n, g, f, d, a) [e] = {n, sizeof(n) - 1, g, f, d, a}
 
-const struct proto_type_info proto_type_table[PROTO_T__COUNT] = {
+const struct proto_type_info proto_type_table[PROTO_T__END] = {
 	TYPE(PROTO_T_BOOTSTRAP, "core.bootstrap", 7, 0, H2G, PROTO_TA_CONTROL),
 	TYPE(PROTO_T_INIT_RESOLVED, "core.init.resolved", 1, 0, G2H, PROTO_TA_CONTROL),
 	TYPE(PROTO_T_INIT_ACK, "core.init.ack", 1, 0, H2G, PROTO_TA_CONTROL | PROTO_TA_EMPTY),
@@ -63,6 +63,8 @@ const struct proto_type_info proto_type_table[PROTO_T__COUNT] = {
 	TYPE(PROTO_T_ROOT_DISK_PREPARE, "core.root_disk.prepare", 9, 0, H2G, 0),
 	TYPE(PROTO_T_ROOT_DISK_GROW, "core.root_disk.grow", 9, 0, H2G, 0),
 	TYPE(PROTO_T_ROOT_DISK_STATE, "core.root_disk.state", 9, 0, G2H, 0),
+	/* extensions: v = 7 on the wire, gated by the peer's announcement (types.h) */
+	TYPE(PROTO_T_SANDWIRE_CREDIT, "sandwire.credit", 7, 0, BOTH, 0),
 };
 
 /*
@@ -108,6 +110,7 @@ enum proto_type proto_type_lookup(const char *name, size_t len)
 		CAND(PROTO_T_FS_REQUEST);
 		CAND(PROTO_T_TCP_CLOSED);
 		CAND(PROTO_T_TCP_FAILED);
+		CAND(PROTO_T_SANDWIRE_CREDIT);
 		break;
 	case 16:
 		CAND(PROTO_T_EXEC_STDOUT);

@@ -6,9 +6,17 @@
  * spec's table, then the types of generations 8 and 9 (core.bulk.*,
  * core.workload.*, core.root_disk.*), and a table of what is fixed per
  * type: wire name, generation that introduced it, frame flags, direction
- * and payload shape.  A new type goes before PROTO_T__COUNT, into the
- * table and into proto_type_lookup() in types.c (a test checks that every
- * table name looks up to its own type).
+ * and payload shape.  A new type of the reference goes before
+ * PROTO_T__COUNT, into the table and into proto_type_lookup() in types.c (a
+ * test checks that every table name looks up to its own type).
+ *
+ * sandwire's own extension types ("sandwire.*", design/wire.md "Boot and
+ * announcement") follow the reference catalogue, from PROTO_T__COUNT to
+ * PROTO_T__END: PROTO_T__COUNT stays the size of microsandbox's catalogue,
+ * arrays indexed by any type are sized PROTO_T__END.  An extension type is
+ * written with v = 7 and is gated by the peer's announcement of its
+ * extension, never by the generation: a reference agent treats an unknown
+ * type as fatal (spec F1).
  *
  * Generations: sandwire writes "v" = PROTO_VERSION (7) unless a message
  * needs more (msg.h); it speaks up to PROTO_VERSION_MAX (9).  A peer's
@@ -74,7 +82,10 @@ enum proto_type {
 	PROTO_T_ROOT_DISK_PREPARE,
 	PROTO_T_ROOT_DISK_GROW,
 	PROTO_T_ROOT_DISK_STATE,
-	PROTO_T__COUNT
+	PROTO_T__COUNT, /* end of the reference catalogue (generations 7 to 9) */
+	/* sandwire extensions: sent only to a peer that announced them */
+	PROTO_T_SANDWIRE_CREDIT = PROTO_T__COUNT, /* "credit": exec stream credit */
+	PROTO_T__END
 };
 
 /* Who sends a type (spec section 3 "dir"). */
@@ -99,7 +110,7 @@ struct proto_type_info {
 	uint8_t attrs;	  /* PROTO_TA_* */
 };
 
-extern const struct proto_type_info proto_type_table[PROTO_T__COUNT];
+extern const struct proto_type_info proto_type_table[PROTO_T__END];
 
 /*
  * Type for the wire name <name> of <len> bytes (not NUL-terminated), or
@@ -111,7 +122,7 @@ enum proto_type proto_type_lookup(const char *name, size_t len);
 /* True when <t> is a valid enum proto_type value (not UNKNOWN or out of range). */
 static inline int proto_type_valid(enum proto_type t)
 {
-	return t >= 0 && t < PROTO_T__COUNT;
+	return t >= 0 && t < PROTO_T__END;
 }
 
 /* Wire name of <t>, or "?" for an invalid value. */

@@ -494,7 +494,7 @@ Test(bad_input, encoders_refuse_what_does_not_fit)
 	m.type = PROTO_T_ERROR;
 	m.u.error = (struct proto_core_error){.kind = PROTO_ERROR__COUNT, .message = S("x")};
 	cr_assert_eq(proto_frame_encode(buf, sizeof(buf), 1, &m), PROTO_E_BAD_VALUE);
-	m.type = PROTO_T__COUNT;
+	m.type = PROTO_T__END;
 	cr_assert_eq(proto_frame_encode(buf, sizeof(buf), 1, &m), -EINVAL);
 
 	big = malloc(PROTO_MAX_WIRE_SIZE);

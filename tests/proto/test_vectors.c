@@ -652,7 +652,7 @@ Test(vectors, round_trip_of_every_type_with_options_set)
 		.message = S("live"),
 		.offending_type = {true, S("core.tcp.connect")}};
 	m[PROTO_T_EXEC_REQUEST].u.exec_request = (struct proto_exec_request){S("x"), strs, 2, strs,
-		1, {true, S("/")}, {true, S("0:0")}, true, 1, UINT16_MAX, rl, 1};
+		1, {true, S("/")}, {true, S("0:0")}, true, 1, UINT16_MAX, rl, 1, {true, 1u << 20}};
 	m[PROTO_T_EXEC_STARTED].u.exec_started.pid = UINT32_MAX;
 	m[PROTO_T_EXEC_STDIN_ERROR].u.exec_stdin_error =
 		(struct proto_exec_stdin_error){{true, INT32_MIN}, {true, S("EIO")}, S("m")};
