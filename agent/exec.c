@@ -9,6 +9,15 @@
  *
  * A death by signal is reported as code -1 (the reference's value) plus
  * the extra key signal: N.
+ *
+ * The "credit" extension (wire.md "Flow control"), for a session whose
+ * request carried sandwire_credit while the host's bootstrap named
+ * "credit": stdout plus stderr never run more than the window ahead of the
+ * bytes the host returned with sandwire.credit (io.c stops reading the
+ * pipes or PTY), and stdin bytes written to the process (or dropped once
+ * stdin is gone) go back to the host in sandwire.credit once half a window
+ * has gathered.  A host that passes its stdin window or returns more than
+ * it was sent gets core.error on the session's id; the session goes on.
  */
 #include <errno.h>
 #include <signal.h>
@@ -117,6 +126,18 @@ static void send_failed(struct agent *a, uint32_t id, const char *kind, int err,
 	agent_send(a, id, &m);
 }
 
+/* Put session <e> under the credit extension with <window> bytes each way. */
+static void exec_credit_start(struct agent_exec *e, uint64_t window)
+{
+	e->xc.window = window;
+	e->xc.out_limit = window;
+	e->out.xc = &e->xc;
+	e->err.xc = &e->xc;
+	e->out.poll_first = true; /* no read may sit on the window while idle (io.c) */
+	e->err.poll_first = true;
+	e->in.credit_bounded = true; /* the window bounds stdin: never pause the console */
+}
+
 void agent_exec_request(struct agent *a, uint32_t id, const struct proto_exec_request *rq)
 {
 	struct agent_spawn_req sr = {0};
@@ -125,7 +146,16 @@ void agent_exec_request(struct agent *a, uint32_t id, const struct proto_exec_re
 	struct exec_strings x;
 	struct agent_exec *e;
 	struct proto_msg m = {.type = PROTO_T_EXEC_STARTED};
+	uint64_t window = a->ext_credit && rq->sandwire_credit.set ? rq->sandwire_credit.v : 0;
 
+	if (a->ext_credit && rq->sandwire_credit.set &&
+		(window == 0 || window > PROTO_SANDWIRE_CREDIT_MAX)) {
+		agent_send_error(a, id, PROTO_ERROR_INVALID_PAYLOAD,
+			proto_type_name(PROTO_T_EXEC_REQUEST),
+			"sandwire_credit: a window of %llu bytes is outside 1..%u",
+			(unsigned long long)window, PROTO_SANDWIRE_CREDIT_MAX);
+		return;
+	}
 	if (exec_strings_build(&x, rq) < 0) {
 		send_failed(a, id, "out_of_memory", ENOMEM, NULL, "exec: out of memory");
 		return;
@@ -186,12 +216,35 @@ void agent_exec_request(struct agent *a, uint32_t id, const struct proto_exec_re
 	agent_src_init(&e->out, &e->s, child.stdout_fd, PROTO_T_EXEC_STDOUT, false);
 	agent_src_init(&e->err, &e->s, child.stderr_fd, PROTO_T_EXEC_STDERR, false);
 	agent_sink_init(&e->in, &e->s, child.stdin_fd, false);
+	if (window)
+		exec_credit_start(e, window);
 	a->n_exec++;
 
 	m.u.exec_started.pid = (uint32_t)child.pid;
 	agent_send(a, id, &m); /* before any output: sources are armed after this */
 	agent_src_arm(a, &e->out);
 	agent_src_arm(a, &e->err);
+}
+
+/*
+ * Under credit, return the stdin bytes the process took (or that were
+ * dropped with its stdin) once half a window has gathered.
+ */
+void agent_exec_stdin_wrote(struct agent *a, struct agent_exec *e)
+{
+	struct proto_msg m = {.type = PROTO_T_SANDWIRE_CREDIT};
+	uint64_t done = e->in.closed ? e->xc.in_received : e->in.written;
+
+	if (!e->xc.window || e->s.done || done - e->xc.in_returned < e->xc.window / 2 ||
+		done == e->xc.in_returned)
+		return;
+	m.u.sandwire_credit.bytes = done - e->xc.in_returned;
+	if (agent_send(a, e->s.id, &m) < 0) {
+		agent_log(a, 1, "cannot queue sandwire.credit for id %u; retried on the next write",
+			e->s.id);
+		return;
+	}
+	e->xc.in_returned = done;
 }
 
 void agent_exec_stdin(struct agent *a, struct agent_exec *e, const uint8_t *p, size_t n)
@@ -204,9 +257,55 @@ void agent_exec_stdin(struct agent *a, struct agent_exec *e, const uint8_t *p, s
 			agent_sink_close(a, &e->in);
 		return;
 	}
+	if (e->xc.window) {
+		if (e->xc.in_received + n > e->xc.in_returned + e->xc.window) {
+			uint64_t left = e->xc.in_returned + e->xc.window - e->xc.in_received;
+
+			agent_send_error(a, e->s.id, PROTO_ERROR_INVALID_PAYLOAD,
+				proto_type_name(PROTO_T_EXEC_STDIN),
+				"stdin past the sandwire credit window: %zu bytes, %llu left; dropped", n,
+				(unsigned long long)left);
+			return;
+		}
+		e->xc.in_received += n;
+	}
 	if (agent_sink_push(a, &e->in, p, n) == -ENOMEM)
 		agent_exec_sink_error(a, e, ENOMEM);
-	/* -EPIPE: stdin already closed; data is dropped silently (spec 4.3). */
+	/* -EPIPE: stdin already closed; data is dropped silently (spec 4.3), and returned. */
+	agent_exec_stdin_wrote(a, e);
+}
+
+void agent_exec_out_room(struct agent *a, struct agent_exec *e)
+{
+	agent_src_arm(a, &e->out);
+	agent_src_arm(a, &e->err);
+}
+
+void agent_exec_credit(struct agent *a, uint32_t id, uint64_t bytes)
+{
+	struct agent_sess *s = sessmap_get(&a->ids, id);
+	struct agent_exec *e = s && s->kind == AGENT_SESS_EXEC ? (struct agent_exec *)s : NULL;
+	const char *t = proto_type_name(PROTO_T_SANDWIRE_CREDIT);
+	uint64_t owed;
+
+	if (!s) {
+		a->st.dropped_unknown_id++; /* ended or never started: silent (F14) */
+		return;
+	}
+	if (!e || !e->xc.window) {
+		agent_send_error(a, id, PROTO_ERROR_INVALID_SESSION, t,
+			"session %u is not an exec session under sandwire credit", id);
+		return;
+	}
+	owed = e->xc.out_sent + e->xc.window - e->xc.out_limit; /* sent, not yet returned */
+	if (bytes > owed) {
+		agent_send_error(a, id, PROTO_ERROR_INVALID_PAYLOAD, t,
+			"credit of %llu bytes, but only %llu were sent and not yet returned",
+			(unsigned long long)bytes, (unsigned long long)owed);
+		return;
+	}
+	e->xc.out_limit += bytes;
+	agent_exec_out_room(a, e);
 }
 
 void agent_exec_resize(struct agent *a, struct agent_exec *e, const struct proto_exec_resize *rz)
@@ -241,6 +340,7 @@ void agent_exec_sink_error(struct agent *a, struct agent_exec *e, int err)
 
 	if (e->s.done)
 		return;
+	agent_exec_stdin_wrote(a, e); /* the queued stdin is gone with the sink */
 	if (err == EPIPE)
 		ename = "EPIPE";
 	snprintf(text, sizeof(text), "io error: %s (os error %d)", strerror(err), err);

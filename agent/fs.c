@@ -44,6 +44,28 @@
  * the agent does not fdatasync either: ok means the bytes are in the page
  * cache, as with the reference (the PID-1 shutdown path syncs).
  *
+ * Raw bulk (protocol-gen9.md G4, G5.2).  A Read or Write request in a
+ * v >= 8 frame may carry a `bulk` offer; the agent accepts it at once
+ * (core.bulk.accepted is the first answer) and the stream's bytes then move
+ * as raw records only:
+ *
+ *   Read:  file reads (io.c source) --record prefix in the chunk's
+ *          headroom--> host, each read bounded by the host's g2h credit;
+ *          EOF or len -> core.bulk.finish {1, 2, total} -> fs.response ok
+ *   Write: host records (flow 1, checked against the flow, G4.6) --> the
+ *          stream's sink --> the file, sequentially from Write.offset (records
+ *          are contiguous, so record.offset lands at Write.offset + offset);
+ *          core.bulk.credit as bytes reach the file (FS_BULK_WINDOW kept
+ *          ahead); host core.bulk.finish -> applied once every record before
+ *          it is written -> len check -> fs.response
+ *
+ * A bad record or bulk control frame fails only its operation:
+ * core.bulk.cancel (reason 5) and fs.response ok:false; an I/O error while
+ * the flow is open sends the cancel with reason 2 first.  A host cancel ends
+ * the operation with ok:false.  Host records are copied once from the
+ * console buffer into the sink's chunks (the console buffer is reused by the
+ * next read), as TCP bulk records are.
+ *
  * State: the handle table hangs off struct agent (a->fs), owned by the loop
  * thread like everything else in the agent.
  */
@@ -65,6 +87,7 @@
 #define FS_RELAY_SLOTS 128u
 #define FS_MAX_HANDLES_PER_SLOT 1024u    /* MAX_OPEN_HANDLES_PER_OWNER */
 #define FS_READ_DIR_DEFAULT 128u         /* DEFAULT_READ_DIR_LIMIT */
+#define FS_BULK_WINDOW PROTO_BULK_DEFAULT_WINDOW /* h2g credit ahead of the file */
 /*
  * Largest core.fs.response payload: a frame's len is 5 (id, flags) + the
  * envelope (35 bytes around a payload of 64 KiB or more) + the payload.
@@ -110,6 +133,10 @@ struct fs_stream {
 	struct fs_stream *wait_next;
 	struct agent_src src;       /* read streams */
 	struct agent_sink sink;     /* write streams */
+	/* Raw bulk (G5.2), when the request carried an offer: accepted at once. */
+	bool bulk;                  /* core.bulk.accepted sent: data moves as raw records only */
+	struct proto_bulk_tx g2h;   /* read: file -> records to the host */
+	struct proto_bulk_rx h2g;   /* write: host records -> file */
 };
 
 /* Open addressing on the handle number, linear probing, backward-shift delete. */
@@ -1303,13 +1330,67 @@ static void fs_stream_finish(struct agent *a, struct fs_stream *st, bool reply, 
 	agent_sess_put(a, &st->s); /* the live reference */
 }
 
+/* The stream's bulk flow is accepted and not finished yet. */
+static bool fs_bulk_open(const struct fs_stream *st)
+{
+	return st->bulk && !(st->is_write ? st->h2g.finished : st->g2h.finished);
+}
+
+/* End <st> with ok:false <error>, preceded by core.bulk.cancel <reason> while its flow is open. */
+static void fs_bulk_fail(struct agent *a, struct fs_stream *st,
+	enum proto_bulk_cancel_reason reason, const char *error)
+{
+	struct proto_msg m = {.type = PROTO_T_BULK_CANCEL};
+
+	if (st->s.done)
+		return;
+	if (fs_bulk_open(st)) {
+		m.u.bulk_cancel.kind = PROTO_BULK_KIND_FS;
+		m.u.bulk_cancel.reason = reason;
+		m.u.bulk_cancel.message = (struct proto_str){error, strlen(error)};
+		agent_send(a, st->s.id, &m);
+	}
+	fs_stream_finish(a, st, true, error);
+}
+
 static void fs_stream_fail_os(struct agent *a, struct fs_stream *st, const char *op, int rc)
 {
 	char why[200], text[240];
 
 	fs_errtext(why, sizeof(why), -rc);
 	snprintf(text, sizeof(text), "%s: %s", op, why);
-	fs_stream_finish(a, st, true, text);
+	fs_bulk_fail(a, st, PROTO_BULK_CANCEL_DESTINATION_IO, text);
+}
+
+/*
+ * Accept the offer of stream <st> (G4.2, what agentd chooses for fs): the
+ * offer's record limit; a read sends within the host's g2h credit, a write
+ * gets FS_BULK_WINDOW of h2g credit kept ahead of what reached the file.
+ */
+static void fs_bulk_accept(struct agent *a, struct fs_stream *st, const struct proto_bulk_offer *o)
+{
+	struct proto_msg m = {.type = PROTO_T_BULK_ACCEPTED};
+	struct proto_bulk_accepted *acc = &m.u.bulk_accepted;
+
+	acc->kind = PROTO_BULK_KIND_FS;
+	acc->format = PROTO_BULK_FORMAT_RAW_V1;
+	acc->max_record_payload = o->max_record_payload;
+	/* The offer was checked by agent_fs_request(): neither init can fail. */
+	if (st->is_write) {
+		proto_bulk_rx_init(&st->h2g, PROTO_BULK_KIND_FS, PROTO_BULK_H2G,
+			o->max_record_payload, FS_BULK_WINDOW, FS_BULK_WINDOW);
+		acc->flows = PROTO_BULK_FLOWS_FS_WRITE;
+		acc->host_to_guest_credit_limit = FS_BULK_WINDOW;
+		st->sink.credit_bounded = true;
+	} else {
+		proto_bulk_tx_init(&st->g2h, PROTO_BULK_KIND_FS, PROTO_BULK_G2H,
+			o->max_record_payload, o->guest_to_host_credit_limit);
+		acc->flows = PROTO_BULK_FLOWS_FS_READ;
+		acc->guest_to_host_credit_limit = o->guest_to_host_credit_limit;
+		st->src.bulk = &st->g2h;
+	}
+	agent_send(a, st->s.id, &m);
+	st->bulk = true;
 }
 
 /*
@@ -1337,6 +1418,10 @@ static void fs_stream_start(struct agent *a, struct fs_stream *st)
 	}
 }
 
+/*
+ * Start the Read or Write stream of <rq> on handle <h>, over raw bulk when
+ * the request carries an offer (checked by agent_fs_request()).
+ */
 static void fs_stream_open(struct agent *a, uint32_t id, const struct proto_fs_request *rq,
 	struct fs_handle *h, bool is_write)
 {
@@ -1369,6 +1454,8 @@ static void fs_stream_open(struct agent *a, uint32_t id, const struct proto_fs_r
 	if (!is_write && st->len.set)
 		st->src.limit = st->len.v;
 	a->act.active_fs_streams++;
+	if (rq->bulk.set)
+		fs_bulk_accept(a, st, &rq->bulk.v);
 	if (h->busy) {
 		/* Another stream owns the position: wait (host data is held meanwhile). */
 		st->sink.hold = true;
@@ -1416,12 +1503,51 @@ static void fs_op_write(struct agent *a, uint32_t id, const struct proto_fs_requ
 /* ---- entry points ------------------------------------------------------------- */
 
 /*
- * core.fs.request <rq> on <id> (the loop checked that <id> has no live
- * session and that the agent is not shutting down).  Simple ops are
- * answered before returning; Read and Write start a stream session.
+ * Refuse the `bulk` offer of <rq> (in a frame of generation <v>) when it
+ * cannot be accepted (G2.2, G4.6, G5): the ok:false answer is sent and
+ * true returned.  A request without an offer passes.
+ */
+static bool fs_bulk_refused(
+	struct agent *a, uint32_t id, uint8_t v, const struct proto_fs_request *rq)
+{
+	const struct proto_bulk_offer *o = &rq->bulk.v;
+	int rc;
+
+	if (!rq->bulk.set)
+		return false;
+	/* The gate is the request frame's own generation (F34). */
+	if (v < PROTO_GEN_BULK) {
+		fs_fail(a, id, "raw bulk offer requires protocol generation 8");
+		return true;
+	}
+	if (rq->kind != PROTO_FS_OP_READ && rq->kind != PROTO_FS_OP_WRITE) {
+		fs_fail(a, id, "raw bulk is only valid for streaming reads and writes");
+		return true;
+	}
+	rc = proto_bulk_offer_check(o);
+	if (rc < 0) {
+		fs_fail(a, id, "invalid filesystem bulk offer: %s", proto_strerror(rc));
+		return true;
+	}
+	if (rq->kind == PROTO_FS_OP_READ && o->guest_to_host_credit_limit == 0) {
+		fs_fail(a, id, "filesystem read bulk offer must grant guest-to-host credit");
+		return true;
+	}
+	if (rq->kind == PROTO_FS_OP_WRITE && o->guest_to_host_credit_limit != 0) {
+		fs_fail(a, id, "filesystem write bulk offer must not grant guest-to-host credit");
+		return true;
+	}
+	return false;
+}
+
+/*
+ * core.fs.request <rq> on <id>, in a frame of generation <v> (the loop
+ * checked that <id> has no live session and that the agent is not shutting
+ * down).  Simple ops are answered before returning; Read and Write start a
+ * stream session, over raw bulk when they carry an acceptable offer.
  * Loop thread.
  */
-void agent_fs_request(struct agent *a, uint32_t id, const struct proto_fs_request *rq)
+void agent_fs_request(struct agent *a, uint32_t id, uint8_t v, const struct proto_fs_request *rq)
 {
 	static void (*const ops[PROTO_FS_OP_COUNT])(struct agent *, uint32_t,
 		const struct proto_fs_request *) = {
@@ -1450,7 +1576,17 @@ void agent_fs_request(struct agent *a, uint32_t id, const struct proto_fs_reques
 		fs_fail(a, id, "unsupported filesystem operation %d", (int)rq->kind);
 		return;
 	}
+	if (fs_bulk_refused(a, id, v, rq))
+		return;
 	ops[rq->kind](a, id, rq);
+}
+
+/* The live stream session of <id>, or NULL. */
+static struct fs_stream *fs_stream_of(struct agent *a, uint32_t id)
+{
+	struct agent_sess *s = sessmap_get(&a->ids, id);
+
+	return s && s->kind == AGENT_SESS_FS ? (struct fs_stream *)s : NULL;
 }
 
 /*
@@ -1462,13 +1598,17 @@ void agent_fs_request(struct agent *a, uint32_t id, const struct proto_fs_reques
  */
 void agent_fs_data(struct agent *a, uint32_t id, const uint8_t *p, size_t n)
 {
-	struct agent_sess *s = sessmap_get(&a->ids, id);
-	struct fs_stream *st = s && s->kind == AGENT_SESS_FS ? (struct fs_stream *)s : NULL;
+	struct fs_stream *st = fs_stream_of(a, id);
 	char text[200];
 
 	if (!st || !st->is_write || st->eos) {
 		a->st.dropped_unknown_id++;
 		fs_fail(a, id, "unknown write session: %u", id);
+		return;
+	}
+	if (st->bulk) {
+		fs_stream_finish(
+			a, st, true, "CBOR filesystem data is invalid after raw bulk acceptance");
 		return;
 	}
 	if (n == 0) {
@@ -1488,6 +1628,128 @@ void agent_fs_data(struct agent *a, uint32_t id, const uint8_t *p, size_t n)
 		return;
 	}
 	st->received += n;
+}
+
+/* Text of a record's fault against its flow, worded as agentd words it (G4.6). */
+static void fs_record_error(
+	char *buf, size_t cap, int rc, const struct fs_stream *st, const struct proto_bulk_rec *r)
+{
+	const char *head = "invalid filesystem bulk record: bulk record";
+
+	if (rc == PROTO_E_BULK_OFFSET)
+		snprintf(buf, cap, "%s offset %llu does not match expected %llu", head,
+			(unsigned long long)r->offset, (unsigned long long)st->h2g.next_expected);
+	else if (rc == PROTO_E_BULK_CREDIT)
+		snprintf(buf, cap, "%s end %llu exceeds credit limit %llu", head,
+			(unsigned long long)(r->offset + r->len),
+			(unsigned long long)st->h2g.credit_limit);
+	else if (rc == PROTO_E_BULK_MISMATCH)
+		snprintf(buf, cap, "invalid filesystem bulk record: bulk kind or flow does not match "
+			"the correlation");
+	else
+		snprintf(buf, cap, "invalid filesystem bulk record: %s", proto_strerror(rc));
+}
+
+/*
+ * A frame with flag 0x08 on the id of a live fs stream: a record of its
+ * write flow goes to the file's sink; anything else fails that operation
+ * (core.bulk.cancel reason 5, then ok:false).  Returns false, having done
+ * nothing, when <f> is for no fs stream or is no record at all (a stray
+ * 0x08 on a CBOR frame): the caller answers it.  Loop thread.
+ */
+bool agent_fs_record(struct agent *a, const struct proto_frame *f)
+{
+	struct fs_stream *st = fs_stream_of(a, f->id);
+	struct proto_bulk_rec r;
+	const uint8_t *payload;
+	char msg[256];
+	int rc;
+
+	if (!st)
+		return false;
+	rc = proto_bulk_frame_parse(f, &r, &payload);
+	if (rc == PROTO_E_BULK_FLAGS)
+		return false;
+	if (rc == 0 && !st->bulk)
+		rc = PROTO_E_BULK_MISMATCH; /* no raw bulk flow on this operation */
+	if (rc == 0)
+		rc = proto_bulk_rx_record(&st->h2g, &r);
+	if (rc < 0) {
+		fs_record_error(msg, sizeof(msg), rc, st, &r);
+		fs_bulk_fail(a, st, PROTO_BULK_CANCEL_PROTOCOL, msg);
+		return true;
+	}
+	if (st->len.set && r.len > st->len.v - st->received) {
+		snprintf(msg, sizeof(msg), "write length mismatch: expected %llu, received at "
+			"least %llu; the record past the declared length was not written",
+			(unsigned long long)st->len.v, (unsigned long long)(st->received + r.len));
+		fs_bulk_fail(a, st, PROTO_BULK_CANCEL_PROTOCOL, msg);
+		return true;
+	}
+	rc = agent_sink_push(a, &st->sink, payload, r.len);
+	if (rc < 0) {
+		fs_stream_fail_os(a, st, "write", rc);
+		return true;
+	}
+	st->received += r.len;
+	return true;
+}
+
+/*
+ * core.bulk.credit / finish / cancel from the host on <id>.  Returns false
+ * when <id> is no live fs stream (the caller tries TCP).  A host cancel
+ * ends the operation with ok:false; credit moves a read's flow, finish ends
+ * a write's flow once its records are written; anything else (a frame for
+ * the other flow, a stream without raw bulk, a bad value) fails the
+ * operation with core.bulk.cancel (reason 5) and ok:false.  Loop thread.
+ */
+bool agent_fs_bulk_control(struct agent *a, uint32_t id, const struct proto_msg *m)
+{
+	struct fs_stream *st = fs_stream_of(a, id);
+	char msg[256];
+	int rc = PROTO_E_BULK_MISMATCH;
+
+	if (!st)
+		return false;
+	if (m->type == PROTO_T_BULK_CANCEL) {
+		snprintf(msg, sizeof(msg), "cancelled by the host: %.*s",
+			(int)m->u.bulk_cancel.message.len, m->u.bulk_cancel.message.ptr);
+		fs_stream_finish(a, st, true, msg);
+		return true;
+	}
+	if (st->bulk && m->type == PROTO_T_BULK_CREDIT && !st->is_write) {
+		rc = proto_bulk_tx_credit(&st->g2h, &m->u.bulk_credit);
+		if (rc == 1)
+			agent_src_arm(a, &st->src); /* it may have been waiting for credit */
+	} else if (st->bulk && m->type == PROTO_T_BULK_FINISH && st->is_write) {
+		rc = proto_bulk_rx_finish(&st->h2g, &m->u.bulk_finish);
+		if (rc == 0) {
+			st->eos = true;
+			agent_sink_close(a, &st->sink); /* answered in agent_fs_sink_drained() */
+		}
+	}
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg), "invalid filesystem %s: %s", proto_type_name(m->type),
+			st->bulk ? proto_strerror(rc) : "no raw bulk flow on this operation");
+		fs_bulk_fail(a, st, PROTO_BULK_CANCEL_PROTOCOL, msg);
+	}
+	return true;
+}
+
+/*
+ * io.c: <n> bytes of write stream <s> reached the file: for a bulk write,
+ * grant the host more credit as agentd does (G4.4).  Loop thread.
+ */
+void agent_fs_sink_wrote(struct agent *a, struct agent_sess *s, size_t n)
+{
+	struct fs_stream *st = (struct fs_stream *)s;
+	struct proto_msg m = {.type = PROTO_T_BULK_CREDIT};
+
+	(void)n; /* the sink counts every byte written */
+	if (!st->bulk || st->s.done)
+		return;
+	if (proto_bulk_rx_consume(&st->h2g, st->sink.written, &m.u.bulk_credit) == 1)
+		agent_send(a, st->s.id, &m);
 }
 
 /*
@@ -1547,11 +1809,18 @@ void agent_fs_close_all(struct agent *a)
 void agent_fs_src_eof(struct agent *a, struct agent_sess *s, int err)
 {
 	struct fs_stream *st = (struct fs_stream *)s;
+	struct proto_msg m = {.type = PROTO_T_BULK_FINISH};
 
-	if (err)
+	if (err) {
 		fs_stream_fail_os(a, st, "read", -err);
-	else
-		fs_stream_finish(a, st, true, NULL);
+		return;
+	}
+	if (st->bulk) {
+		/* Every record is queued before it: the tx queue keeps order. */
+		proto_bulk_tx_finish(&st->g2h, &m.u.bulk_finish);
+		agent_send(a, st->s.id, &m);
+	}
+	fs_stream_finish(a, st, true, NULL);
 }
 
 /* io.c: a write of stream <s> failed with errno <err>: ok:false "write: ...".  Loop thread. */

@@ -76,6 +76,26 @@ struct agent_lookup;
 struct agent_resolver;
 
 /*
+ * The "credit" extension of one exec session (wire.md "Flow control"): the
+ * host's window over stdout plus stderr, and the stdin bytes to return to
+ * it.  window 0: the session did not opt in.
+ */
+struct agent_xcredit {
+	uint64_t window;      /* bytes, from exec.request's sandwire_credit */
+	uint64_t out_sent;    /* stdout and stderr payload bytes framed for the host */
+	uint64_t out_held;    /* window bytes the reads in flight hold */
+	uint64_t out_limit;   /* window + every credit the host returned */
+	uint64_t in_received; /* stdin payload bytes taken from the host */
+	uint64_t in_returned; /* stdin bytes returned to the host with sandwire.credit */
+};
+
+/* Window bytes a source of the session may still read. */
+static inline uint64_t agent_xcredit_room(const struct agent_xcredit *x)
+{
+	return x->out_limit - x->out_sent - x->out_held;
+}
+
+/*
  * An output source: reads into chunks and frames them as <type> on the
  * session's id.  At most AGENT_OUT_BUDGET of its chunks sit in the tx queue;
  * past that it stops reading (the guest->host budget of wire.md F9).
@@ -97,6 +117,9 @@ struct agent_src {
 	bool poll_first;        /* socket drained: wait for readiness before taking a chunk */
 	/* Raw bulk flow its reads go out as (records, within its credit), or NULL: CBOR frames. */
 	struct proto_bulk_tx *bulk;
+	/* Exec credit window it shares with its sibling source, or NULL; <held>: its read's part. */
+	struct agent_xcredit *xc;
+	uint32_t held;
 };
 
 #define AGENT_SINK_MARKS 16u /* credit marks per sink; later frames share the last one */
@@ -154,6 +177,7 @@ struct agent_exec {
 	struct agent_src out, err;  /* err unused (fd -1) in PTY mode */
 	struct agent_sink in;
 	uint64_t term_deadline_ms;  /* SIGKILL after this (shutdown grace), 0 = none */
+	struct agent_xcredit xc;    /* sandwire "credit" extension (window 0: off) */
 };
 
 enum agent_tcp_state { AGENT_TCP_CONNECTING = 1, AGENT_TCP_OPEN, AGENT_TCP_CLOSED };
@@ -209,6 +233,7 @@ struct agent {
 	char default_cwd[512];
 	bool have_default_cwd;
 	uint8_t host_gen;              /* "v" of the host's core.bootstrap */
+	bool ext_credit;               /* the bootstrap named the "credit" extension (wire.md) */
 
 	/*
 	 * Aggregate input credit (protocol-gen9.md G6), for a host of generation
@@ -285,14 +310,17 @@ void agent_clock_sync(struct agent *a, uint64_t unix_time_nanos);
 
 /* fs.c */
 int agent_fs_init(struct agent *a);
-void agent_fs_request(struct agent *a, uint32_t id, const struct proto_fs_request *rq);
+void agent_fs_request(struct agent *a, uint32_t id, uint8_t v, const struct proto_fs_request *rq);
 void agent_fs_data(struct agent *a, uint32_t id, const uint8_t *p, size_t n);
+bool agent_fs_record(struct agent *a, const struct proto_frame *f);
+bool agent_fs_bulk_control(struct agent *a, uint32_t id, const struct proto_msg *m);
 void agent_fs_abort_range(struct agent *a, uint32_t start, uint32_t end);
 void agent_fs_close_all(struct agent *a);
 /* Callbacks from io.c for AGENT_SESS_FS sessions (read and write streams). */
 void agent_fs_src_eof(struct agent *a, struct agent_sess *s, int err);
 void agent_fs_sink_error(struct agent *a, struct agent_sess *s, int err);
 void agent_fs_sink_drained(struct agent *a, struct agent_sess *s);
+void agent_fs_sink_wrote(struct agent *a, struct agent_sess *s, size_t n);
 void agent_fs_free(struct agent *a, struct agent_sess *s);
 
 /* io.c: sources and sinks */
@@ -323,6 +351,9 @@ void agent_exec_sink_error(struct agent *a, struct agent_exec *e, int err);
 void agent_exec_terminate_all(struct agent *a, int sig);
 void agent_exec_free(struct agent *a, struct agent_exec *e);
 void agent_exec_kill_range(struct agent *a, uint32_t start, uint32_t end);
+void agent_exec_credit(struct agent *a, uint32_t id, uint64_t bytes);
+void agent_exec_out_room(struct agent *a, struct agent_exec *e);
+void agent_exec_stdin_wrote(struct agent *a, struct agent_exec *e);
 
 /* tcp.c */
 void agent_tcp_connect(struct agent *a, uint32_t id, uint8_t v, const struct proto_tcp_connect *c);

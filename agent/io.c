@@ -5,9 +5,11 @@
  * chunk's payload area; the frame header is written into the chunk's
  * headroom and the chunk joins the console tx queue: no payload copy.  A
  * source with AGENT_OUT_BUDGET chunks queued stops reading until the
- * console takes them (wire.md F9).  A socket waits for readiness (a poll)
- * before it takes a chunk for a read, so idle streams hold no buffer:
- * thousands of open streams cost no pool.
+ * console takes them (wire.md F9); an exec source of a session under the
+ * "credit" extension also reads only within the window the host returned,
+ * which stdout and stderr share (struct agent_xcredit).  A socket waits for
+ * readiness (a poll) before it takes a chunk for a read, so idle streams
+ * hold no buffer: thousands of open streams cost no pool.
  *
  * A sink (exec stdin, a TCP socket) receives host payload parsed out of the
  * console receive buffer.  That buffer is reused on the next read, so the
@@ -63,6 +65,15 @@ void agent_src_arm(struct agent *a, struct agent_src *src)
 		if (room < want)
 			want = room;
 	}
+	if (src->xc) {
+		/* Exec credit: stdout and stderr share the host's window (wire.md). */
+		uint64_t room = agent_xcredit_room(src->xc);
+
+		if (room == 0)
+			return;
+		if (room < want)
+			want = (unsigned)room;
+	}
 	if (src->poll_first) {
 		sqe = agent_sqe(a);
 		io_uring_prep_poll_add(sqe, src->fd, POLLIN);
@@ -90,6 +101,10 @@ void agent_src_arm(struct agent *a, struct agent_src *src)
 	src->buf = c;
 	src->reading = true;
 	src->sess->refs++;
+	if (src->xc) {
+		src->held = want;
+		src->xc->out_held += want;
+	}
 }
 
 /* Re-arm sources that found the pool empty. */
@@ -140,9 +155,17 @@ void agent_src_complete(struct agent *a, struct agent_src *src, int res)
 	}
 	/*
 	 * A socket waits for readiness before every read: a read armed on an idle
-	 * socket would hold a chunk for as long as the stream stays quiet.
+	 * socket would hold a chunk for as long as the stream stays quiet.  So
+	 * does an exec source under credit: an idle read would hold window bytes
+	 * its sibling may need.
 	 */
-	src->poll_first = src->is_socket;
+	src->poll_first = src->is_socket || src->xc;
+	if (src->xc) {
+		src->xc->out_held -= src->held;
+		src->held = 0;
+		if (res > 0 && !s->done)
+			src->xc->out_sent += (uint64_t)res;
+	}
 	if (res > 0 && !s->done) {
 		c->len = (uint32_t)res;
 		if (src->bulk) {
@@ -178,6 +201,8 @@ void agent_src_complete(struct agent *a, struct agent_src *src, int res)
 			/* 0 is EOF; a PTY master reports EIO once every slave fd closed. */
 			src_finished(a, src, res == -EIO && s->kind == AGENT_SESS_EXEC ? 0 : -res);
 	}
+	if (src->xc && !s->done)
+		agent_exec_out_room(a, (struct agent_exec *)s); /* what this read held is free */
 	agent_sess_put(a, s); /* the read's reference */
 }
 
@@ -383,8 +408,12 @@ void agent_sink_complete(struct agent *a, struct agent_sink *k, int res)
 			a->act.tcp_bytes += (uint64_t)res;
 			agent_tcp_sink_wrote(a, (struct agent_tcp *)s, (size_t)res);
 		}
-		else if (s->kind == AGENT_SESS_FS)
+		else if (s->kind == AGENT_SESS_FS) {
 			a->act.fs_bytes += (uint64_t)res;
+			agent_fs_sink_wrote(a, s, (size_t)res);
+		}
+		else if (s->kind == AGENT_SESS_EXEC)
+			agent_exec_stdin_wrote(a, (struct agent_exec *)s);
 		if (c->len == 0) {
 			k->head = c->next;
 			if (!k->head)

@@ -347,9 +347,11 @@ static void tx_complete(struct agent *a, int res)
 
 	a->tx_writing = false;
 	if (res < 0 && res != -EINTR && res != -EAGAIN) {
-		agent_log(a, 0, "console write failed: %s; host is gone", strerror(-res));
+		if (!a->console_lost) { /* after the host's own close a failed write is expected */
+			agent_log(a, 0, "console write failed: %s; host is gone", strerror(-res));
+			a->exit_code = AGENT_EXIT_CONSOLE_LOST;
+		}
 		a->quit = true;
-		a->exit_code = AGENT_EXIT_CONSOLE_LOST;
 		left = 0;
 	}
 	a->st.bytes_out += left;
@@ -415,6 +417,7 @@ static void send_init_resolved(struct agent *a)
 
 static void send_ready(struct agent *a)
 {
+	static const struct proto_str ext[] = {{PROTO_EXT_CREDIT, sizeof(PROTO_EXT_CREDIT) - 1}};
 	struct proto_msg m = {.type = PROTO_T_READY};
 	const char *ver = AGENT_VERSION_STRING;
 	uint64_t now = boottime_ns();
@@ -435,6 +438,11 @@ static void send_ready(struct agent *a)
 	if (a->wt_on) {
 		m.u.ready.workload_transport_barrier_version.set = true;
 		m.u.ready.workload_transport_barrier_version.v = PROTO_WORKLOAD_BARRIER_VERSION;
+	}
+	/* Extensions are announced back only to a host that named them (wire.md). */
+	if (a->ext_credit) {
+		m.u.ready.ext = ext;
+		m.u.ready.n_ext = 1;
 	}
 	agent_send(a, 0, &m);
 }
@@ -459,6 +467,7 @@ static void apply_bootstrap(struct agent *a, const struct proto_bootstrap *b)
 				spec);
 		}
 	}
+	a->ext_credit = proto_ext_named(b->ext, b->n_ext, PROTO_EXT_CREDIT);
 	a->have_default_cwd = b->default_cwd.set;
 	if (b->default_cwd.set)
 		snprintf(a->default_cwd, sizeof(a->default_cwd), "%.*s", (int)b->default_cwd.v.len,
@@ -578,7 +587,7 @@ static void handle_running_frame(struct agent *a, const struct proto_frame *f,
 		else if (m->type == PROTO_T_TCP_CONNECT)
 			agent_tcp_connect(a, f->id, m->v, &m->u.tcp_connect);
 		else
-			agent_fs_request(a, f->id, &m->u.fs_request);
+			agent_fs_request(a, f->id, m->v, &m->u.fs_request);
 		return;
 	case PROTO_T_EXEC_STDIN:
 		if ((e = exec_of(a, f->id)))
@@ -597,6 +606,9 @@ static void handle_running_frame(struct agent *a, const struct proto_frame *f,
 			agent_exec_signal(a, e, m->u.exec_signal.signal);
 		else
 			a->st.dropped_unknown_id++;
+		return;
+	case PROTO_T_SANDWIRE_CREDIT: /* only with ext_credit (type_known) */
+		agent_exec_credit(a, f->id, m->u.sandwire_credit.bytes);
 		return;
 	case PROTO_T_TCP_DATA:
 		agent_tcp_data(a, f->id, m->u.data.ptr, m->u.data.len);
@@ -622,7 +634,8 @@ static void handle_running_frame(struct agent *a, const struct proto_frame *f,
 	case PROTO_T_BULK_CREDIT:
 	case PROTO_T_BULK_FINISH:
 	case PROTO_T_BULK_CANCEL:
-		agent_tcp_bulk_control(a, f->id, m);
+		if (!agent_fs_bulk_control(a, f->id, m))
+			agent_tcp_bulk_control(a, f->id, m);
 		return;
 	case PROTO_T_WORKLOAD_FREEZE:
 	case PROTO_T_WORKLOAD_THAW:
@@ -650,17 +663,32 @@ static void count_host_frame(struct agent *a, enum proto_type t)
 	}
 }
 
+/*
+ * False for an extension type the host did not name in its bootstrap: it is
+ * answered as a type the agent does not know (wire.md "Boot and announcement").
+ */
+static bool type_known(const struct agent *a, enum proto_type t)
+{
+	return t != PROTO_T_SANDWIRE_CREDIT || a->ext_credit;
+}
+
 /* A running-phase message, or the core.error that answers what is wrong with it. */
 static void handle_running_input(struct agent *a, const struct proto_frame *f,
 	const struct proto_msg *m, int rc, const struct proto_errinfo *ei)
 {
 	char why[256];
 
-	if (rc == 0) {
+	if (rc == 0 && type_known(a, m->type)) {
 		handle_running_frame(a, f, m);
 		return;
 	}
-	proto_errinfo_format(ei, why, sizeof(why));
+	if (type_known(a, m->type)) {
+		proto_errinfo_format(ei, why, sizeof(why));
+	} else {
+		rc = PROTO_E_UNKNOWN_TYPE;
+		snprintf(why, sizeof(why), "%s, but the host named no such extension",
+			proto_type_name(m->type));
+	}
 	agent_log(a, 1, "bad frame on id %u: %s", f->id, why);
 	if (rc != PROTO_E_UNKNOWN_TYPE && proto_type_valid(m->type) && m->v != 0 && m->v < 5)
 		return; /* an old peer cannot take core.error (spec F7); dropped, counted */
@@ -718,7 +746,8 @@ static void handle_frame(struct agent *a, const struct proto_frame *f)
 		/* A raw record (or a stray 0x08 bit): never CBOR, never fatal (wire.md). */
 		count_host_frame(a, PROTO_T_TCP_DATA);
 		credit_begin(a, f, true);
-		agent_tcp_record(a, f);
+		if (!agent_fs_record(a, f))
+			agent_tcp_record(a, f);
 		credit_end(a, f, true);
 		return;
 	}

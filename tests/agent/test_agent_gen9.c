@@ -3,13 +3,19 @@
  * sandwire-agent (protocol-gen9.md G2, G4, G5.1, G11; wire.md): the ready
  * announcement to gen-7 and gen-9 hosts, gen-9 types it does not
  * implement, stray 0x08 frames and lease records that never end the
- * channel, and TCP raw bulk both ways with absolute credit.
+ * channel, and TCP raw bulk both ways with absolute credit: 256 MiB each
+ * way with checksums and every grant checked, a stalled destination next
+ * to a stream moving 64 MiB, finish and cancel, an offset gap, a credit
+ * overrun or a wrong final offset failing only its stream, and a host
+ * past its aggregate grant (G6) slowed down rather than cut off.
  */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,11 +25,14 @@
 #include <unistd.h>
 
 #include "tests/support/agent_harness.h"
+#include "tests/support/daemon_harness.h"
 
 static struct ah h;
 /* The largest aggregate input grant (G6) seen, and how many grants came. */
 static struct proto_workload_transport grant;
 static uint64_t grants;
+/* What the host has sent since init.ack, where a test keeps count (G6 accounting). */
+static struct proto_workload_transport used;
 
 TestSuite(agent_gen9, .timeout = 120);
 
@@ -83,6 +92,7 @@ static void boot_as(uint8_t v)
 	struct proto_msg m = {.type = PROTO_T_BOOTSTRAP, .v = v};
 
 	grant = (struct proto_workload_transport){0};
+	used = (struct proto_workload_transport){0};
 	grants = 0;
 	ah_start(&h, NULL);
 	ah_send(&h, 0, &m);
@@ -198,9 +208,9 @@ Test(agent_gen9, unimplemented_gen9_types_get_capability_unavailable_and_nothing
 	ah_stop_ok(&h);
 }
 
-/* A raw record frame: <flags> (0x08 for a real one), kind, flow, offset, <n> bytes of <fill>. */
-static size_t raw_record(uint8_t *buf, uint32_t id, uint8_t flags, uint8_t kind, uint8_t flow,
-	uint64_t offset, const void *p, size_t n)
+/* The 21-byte prefix of a raw record with <n> payload bytes; <flags> 0x08 for a real one. */
+static void record_prefix(uint8_t *buf, uint32_t id, uint8_t flags, uint8_t kind, uint8_t flow,
+	uint64_t offset, size_t n)
 {
 	proto_frame_header_write(buf, (uint32_t)(5 + 12 + n), id, flags);
 	buf[9] = kind;
@@ -208,6 +218,13 @@ static size_t raw_record(uint8_t *buf, uint32_t id, uint8_t flags, uint8_t kind,
 	buf[11] = buf[12] = 0;
 	for (int i = 0; i < 8; i++)
 		buf[13 + i] = (uint8_t)(offset >> (56 - 8 * i));
+}
+
+/* A raw record frame: the prefix, then <n> bytes from <p>; returns its size. */
+static size_t raw_record(uint8_t *buf, uint32_t id, uint8_t flags, uint8_t kind, uint8_t flow,
+	uint64_t offset, const void *p, size_t n)
+{
+	record_prefix(buf, id, flags, kind, flow, offset, n);
 	memcpy(buf + 21, p, n);
 	return 21 + n;
 }
@@ -219,6 +236,15 @@ static void send_record(
 
 	cr_assert_leq(n, sizeof(buf) - 21);
 	ah_send_raw(&h, buf, raw_record(buf, id, 0x08, kind, flow, offset, p, n));
+	used.bulk_bytes += 21 + n;
+	used.bulk_frames++;
+}
+
+/* Send a control message (G6 counts it as control input). */
+static void send_ctl(uint32_t id, const struct proto_msg *m)
+{
+	used.control_bytes += ah_send(&h, id, m);
+	used.control_frames++;
 }
 
 Test(agent_gen9, stray_bulk_frames_and_lease_records_never_end_the_channel)
@@ -284,7 +310,7 @@ static void tcp_connect(uint32_t id, uint16_t port, uint8_t v, const struct prot
 		m.u.tcp_connect.bulk.set = true;
 		m.u.tcp_connect.bulk.v = *offer;
 	}
-	ah_send(&h, id, &m);
+	send_ctl(id, &m);
 }
 
 static void expect_failed(uint32_t id, const char *text)
@@ -357,19 +383,16 @@ struct host_stream {
 };
 
 /*
- * Receive one frame for stream <s> within <timeout_ms>: records are checked
- * against our g2h credit (never exceeded) and kept; credit, finish and
- * closed update <s>.  Returns false on timeout.
+ * Take the frame agent_client_recv() returned <rc> for, which must be for
+ * stream <s>: records are checked against our g2h credit (never exceeded)
+ * and kept; credit, finish and closed update <s>.
  */
-static bool host_pump(struct host_stream *s, int timeout_ms)
+static void host_take(struct host_stream *s, int rc)
 {
 	struct proto_bulk_rec r;
 	struct proto_bulk_credit back;
 	const uint8_t *p;
-	int rc = recv9(timeout_ms);
 
-	if (rc == 0)
-		return false;
 	if (rc == PROTO_E_BULK_RECORD) {
 		cr_assert_eq(proto_bulk_frame_parse(&h.c.frame, &r, &p), 0);
 		cr_assert_eq(r.id, s->id);
@@ -389,9 +412,9 @@ static bool host_pump(struct host_stream *s, int timeout_ms)
 			struct proto_msg m = {.type = PROTO_T_BULK_CREDIT, .v = 9};
 
 			m.u.bulk_credit = back;
-			ah_send(&h, s->id, &m);
+			send_ctl(s->id, &m);
 		}
-		return true;
+		return;
 	}
 	cr_assert_eq(rc, 1, "bad frame from the agent: %s", proto_strerror(rc));
 	cr_assert_eq(
@@ -413,10 +436,32 @@ static bool host_pump(struct host_stream *s, int timeout_ms)
 	default:
 		cr_assert_fail("unexpected %s on id %u", proto_type_name(h.c.msg.type), s->id);
 	}
+}
+
+/* Receive one frame for stream <s> (grants aside) within <timeout_ms>; false on timeout. */
+static bool host_pump(struct host_stream *s, int timeout_ms)
+{
+	int rc = recv9(timeout_ms);
+
+	if (rc == 0)
+		return false;
+	host_take(s, rc);
 	return true;
 }
 
-/* The destination: echoes everything it reads, then closes at EOF. */
+/* The same, but an aggregate grant is a frame too: returns true after one. */
+static bool host_pump_any(struct host_stream *s, int timeout_ms)
+{
+	int rc = agent_client_recv(&h.c, timeout_ms);
+
+	if (rc == 0)
+		return false;
+	if (rc != 1 || !take_grant())
+		host_take(s, rc);
+	return true;
+}
+
+/* The destination: echoes everything it reads, then closes at EOF (or once the agent left). */
 static void *echo_main(void *arg)
 {
 	int fd = *(int *)arg;
@@ -425,7 +470,7 @@ static void *echo_main(void *arg)
 
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		for (ssize_t off = 0; off < n;) {
-			ssize_t w = write(fd, buf + off, (size_t)(n - off));
+			ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
 
 			if (w <= 0)
 				goto out;
@@ -688,6 +733,648 @@ Test(agent_gen9, stalled_bulk_destination_stalls_only_its_own_stream)
 		close(lfd[i]);
 	}
 	free(seen);
+	ah_stop_ok(&h);
+}
+
+/* ---- TCP bulk: finish, cancel and faults of one stream ------------------ */
+
+/* Largest control frame the host sends on a bulk stream (credit, finish, cancel). */
+#define CTRL_MAX 128u
+
+/* Whether a data (else control) frame of <size> bytes fits the aggregate grant now (G6). */
+static bool g6_fits(bool data, size_t size)
+{
+	if (data)
+		return used.bulk_bytes + size <= grant.bulk_bytes &&
+		       used.bulk_frames + 1 <= grant.bulk_frames;
+	return used.control_bytes + size <= grant.control_bytes &&
+	       used.control_frames + 1 <= grant.control_frames;
+}
+
+/* Byte stream <seed> from offset <off>: cheap, with no short period, distinct per seed. */
+static void stream_fill(uint8_t *p, size_t n, uint64_t seed, uint64_t off)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)((((off + i) ^ (seed << 48)) * 0x9e3779b97f4a7c15ull) >> 56);
+}
+
+/* An open bulk stream with a silent destination, both flows tracked in <s> (64 KiB records). */
+static int open_tracked(struct host_stream *s, int *lfd)
+{
+	struct proto_bulk_accepted acc;
+	uint16_t port;
+	int fd;
+
+	*lfd = listen_any(&port);
+	fd = bulk_open(s->id, *lfd, port, 65536, 1u << 20, &acc);
+	cr_assert_eq(proto_bulk_tx_init(&s->h2g, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G,
+			     acc.max_record_payload, acc.host_to_guest_credit_limit),
+		0);
+	cr_assert_eq(proto_bulk_rx_init(&s->g2h, PROTO_BULK_KIND_TCP, PROTO_BULK_G2H,
+			     acc.max_record_payload, 1u << 20, 1u << 20),
+		0);
+	return fd;
+}
+
+/* core.bulk.finish for <flow> of stream <id> at <final_offset>. */
+static void send_finish(uint32_t id, enum proto_bulk_flow flow, uint64_t final_offset)
+{
+	struct proto_msg m = {.type = PROTO_T_BULK_FINISH, .v = 9};
+
+	m.u.bulk_finish = (struct proto_bulk_finish){PROTO_BULK_KIND_TCP, flow, final_offset};
+	send_ctl(id, &m);
+}
+
+/*
+ * Send stream <s> records of byte stream 3 up to the agent's credit, and
+ * again as credit comes, until none has come for 500 ms: its destination
+ * reads nothing, so the socket is full and the rest waits in the agent.
+ * The host then knows the agent's credit limit exactly.
+ */
+static void fill_until_stalled(struct host_stream *s)
+{
+	static uint8_t chunk[65536];
+
+	do {
+		for (;;) {
+			uint32_t room = proto_bulk_tx_room(&s->h2g);
+			size_t n = room < sizeof(chunk) ? room : sizeof(chunk);
+			uint64_t off;
+
+			if (n == 0)
+				break;
+			if (!g6_fits(true, 21 + n)) {
+				cr_assert(
+					host_pump_any(s, 10000), "no aggregate grant for a record");
+				continue;
+			}
+			cr_assert_eq(proto_bulk_tx_admit(&s->h2g, n, &off), 0);
+			stream_fill(chunk, n, 3, off);
+			send_record(s->id, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, off, chunk, n);
+		}
+	} while (host_pump(s, 500));
+}
+
+/* Read from <fd> until EOF or an error; the bytes must be stream 3 from 0.  Returns the count. */
+static uint64_t drain_stream3(int fd)
+{
+	static uint8_t buf[65536], want[65536];
+	uint64_t got = 0;
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		stream_fill(want, (size_t)n, 3, got);
+		cr_assert(memcmp(buf, want, (size_t)n) == 0, "bytes %llu.. differ",
+			(unsigned long long)got);
+		got += (uint64_t)n;
+	}
+	return got;
+}
+
+Test(agent_gen9, credit_overrun_by_the_host_fails_only_its_stream)
+{
+	struct host_stream a = {.id = 111};
+	uint64_t limit;
+	int lfd[2], fd[2];
+	char want[128], buf[16];
+
+	boot9();
+	fd[0] = open_tracked(&a, &lfd[0]);
+	fd[1] = open_quiet(112, &lfd[1]);
+	fill_until_stalled(&a);
+	limit = a.h2g.credit_limit;
+	cr_assert_eq(a.h2g.next_offset, limit);
+	cr_assert_geq(limit, 4u << 20, "the agent grants at least its 4 MiB window");
+	/* One byte past the agent's grant. */
+	send_record(a.id, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, limit, "!", 1);
+	snprintf(want, sizeof(want), "bulk record end %llu exceeds credit limit %llu",
+		(unsigned long long)limit + 1, (unsigned long long)limit);
+	expect_cancel_then_failed(a.id, want);
+	/* Its destination sees a clean prefix of the stream, then the end. */
+	cr_assert_leq(drain_stream3(fd[0]), limit);
+	/* The other stream carries bytes on; the channel is fine. */
+	send_record(112, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, 0, "still", 5);
+	cr_assert_eq(read(fd[1], buf, sizeof(buf)), 5);
+	cr_assert(memcmp(buf, "still", 5) == 0);
+	ping_ok(113);
+	cr_assert_eq(recv9(300), 0, "a frame after the pong");
+	/* And ends as a stream should: the destination's EOF, our finish, tcp.closed. */
+	close(fd[1]);
+	expect9(112, PROTO_T_BULK_FINISH, 10000);
+	cr_assert_eq(h.msg.u.bulk_finish.final_offset, 0);
+	send_finish(112, PROTO_BULK_H2G, 5);
+	expect9(112, PROTO_T_TCP_CLOSED, 10000);
+	close(lfd[1]);
+	close(fd[0]);
+	close(lfd[0]);
+	ah_stop_ok(&h);
+}
+
+Test(agent_gen9, finish_with_a_wrong_final_offset_fails_only_its_stream)
+{
+	static const char bad_final[] = "invalid TCP core.bulk.finish: bulk finish offset does not "
+					"match the bytes of the flow";
+	uint32_t ids[4] = {121, 122, 123, 124};
+	int lfd[4], fd[4];
+	char buf[16];
+
+	boot9();
+	for (int i = 0; i < 4; i++) {
+		fd[i] = open_quiet(ids[i], &lfd[i]);
+		send_record(ids[i], PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, 0, "hello", 5);
+		cr_assert_eq(read(fd[i], buf, sizeof(buf)), 5);
+	}
+	send_finish(121, PROTO_BULK_H2G, 6); /* ahead of the bytes sent */
+	expect_cancel_then_failed(121, bad_final);
+	send_finish(122, PROTO_BULK_H2G, 4); /* behind them */
+	expect_cancel_then_failed(122, bad_final);
+	send_finish(123, PROTO_BULK_G2H, 5); /* the guest's flow is not the host's to finish */
+	expect_cancel_then_failed(
+		123, "invalid TCP core.bulk.finish: bulk kind or flow does not match");
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(read(fd[i], buf, sizeof(buf)), 0, "stream %u's socket is still open",
+			ids[i]);
+	/* The right finish: the destination gets EOF after the data, the stream stays open... */
+	send_finish(124, PROTO_BULK_H2G, 5);
+	cr_assert_eq(read(fd[3], buf, sizeof(buf)), 0);
+	ping_ok(125);
+	cr_assert_eq(recv9(300), 0, "a frame while the guest side of 124 is still open");
+	/* ... until the destination's EOF: the guest's finish at 0 bytes, then tcp.closed. */
+	shutdown(fd[3], SHUT_WR);
+	expect9(124, PROTO_T_BULK_FINISH, 10000);
+	cr_assert_eq(h.msg.u.bulk_finish.flow, PROTO_BULK_G2H);
+	cr_assert_eq(h.msg.u.bulk_finish.final_offset, 0);
+	expect9(124, PROTO_T_TCP_CLOSED, 10000);
+	cr_assert(h.frame.flags & PROTO_FLAG_TERMINAL);
+	ping_ok(126);
+	for (int i = 0; i < 4; i++) {
+		close(fd[i]);
+		close(lfd[i]);
+	}
+	ah_stop_ok(&h);
+}
+
+/*
+ * G4.7 leaves open what follows a host's core.bulk.cancel; sandwire-agent
+ * treats it as core.tcp.close (G4.5: abort, no reply): no terminal frame,
+ * the socket closed, the id free for a new stream.
+ */
+Test(agent_gen9, host_cancel_mid_transfer_ends_the_stream_quietly_and_frees_it)
+{
+	struct host_stream s = {.id = 101}, again = {.id = 101};
+	struct proto_msg m = {.type = PROTO_T_BULK_CANCEL, .v = 9};
+	static uint8_t chunk[65536];
+	bool pong = false;
+	pthread_t th;
+	int lfd, fd, fds_before;
+	char buf[16];
+
+	boot9();
+	fds_before = dh_fd_count(h.c.pid);
+	fd = open_tracked(&s, &lfd);
+	cr_assert_eq(pthread_create(&th, NULL, echo_main, &fd), 0);
+	/* 2 MiB out (the agent grants 4 MiB); the echo sends it back within our 1 MiB. */
+	for (int i = 0; i < 32; i++) {
+		uint64_t off;
+
+		cr_assert_eq(proto_bulk_tx_admit(&s.h2g, sizeof(chunk), &off), 0);
+		stream_fill(chunk, sizeof(chunk), 3, off);
+		send_record(s.id, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, off, chunk, sizeof(chunk));
+	}
+	m.u.bulk_cancel.kind = PROTO_BULK_KIND_TCP;
+	m.u.bulk_cancel.reason = PROTO_BULK_CANCEL_CALLER;
+	m.u.bulk_cancel.message = (struct proto_str){"caller dropped it", 17};
+	send_ctl(s.id, &m);
+	m = (struct proto_msg){.type = PROTO_T_PING, .v = 9};
+	send_ctl(102, &m);
+	/* Until the pong: only records and credit the agent sent before it read the cancel. */
+	while (!pong) {
+		struct proto_bulk_rec r;
+		const uint8_t *p;
+		int rc = recv9(10000);
+
+		cr_assert_neq(rc, 0, "no pong after the cancel");
+		if (rc == PROTO_E_BULK_RECORD) {
+			cr_assert_eq(proto_bulk_frame_parse(&h.c.frame, &r, &p), 0);
+			cr_assert_eq(r.id, s.id);
+			cr_assert_eq(proto_bulk_rx_record(&s.g2h, &r), 0);
+			continue;
+		}
+		cr_assert_eq(rc, 1, "%s", proto_strerror(rc));
+		if (h.c.frame.id == 102) {
+			cr_assert_eq(h.c.msg.type, PROTO_T_PONG);
+			pong = true;
+			continue;
+		}
+		cr_assert_eq(h.c.frame.id, s.id);
+		cr_assert_eq(h.c.msg.type, PROTO_T_BULK_CREDIT, "%s after the host's cancel",
+			proto_type_name(h.c.msg.type));
+	}
+	cr_assert_eq(recv9(300), 0, "%s on id %u after the cancel was handled",
+		proto_type_name(h.c.msg.type), h.c.frame.id);
+	/* The agent closed the socket (the echo ends) and let go of it. */
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert(WAIT_FOR(dh_fd_count(h.c.pid) == fds_before, 2000),
+		"the agent holds %d descriptors, %d before the stream", dh_fd_count(h.c.pid),
+		fds_before);
+	close(lfd);
+	/* The id is free again: a new stream on it carries bytes both ways and ends. */
+	fd = open_tracked(&again, &lfd);
+	send_record(again.id, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, 0, "again", 5);
+	cr_assert_eq(read(fd, buf, sizeof(buf)), 5);
+	cr_assert(memcmp(buf, "again", 5) == 0);
+	cr_assert_eq(write(fd, "back", 4), 4);
+	shutdown(fd, SHUT_WR);
+	while (!again.g2h_finished)
+		cr_assert(host_pump(&again, 10000));
+	cr_assert(again.got_len == 4 && memcmp(again.got, "back", 4) == 0);
+	send_finish(again.id, PROTO_BULK_H2G, 5);
+	while (!again.closed)
+		cr_assert(host_pump(&again, 10000));
+	cr_assert_eq(read(fd, buf, sizeof(buf)), 0);
+	ping_ok(103);
+	close(fd);
+	close(lfd);
+	free(again.got);
+	free(s.got);
+	ah_stop_ok(&h);
+}
+
+/* ---- TCP bulk at full speed: checksums and every grant checked ---------- */
+
+#define BIG_BYTES (256ull << 20) /* each way; about 5 s under ASan, so no smaller size there */
+#define SIDE_BYTES (64ull << 20) /* beside a stalled stream */
+#define XFER_WINDOW (4u << 20)	 /* the host's g2h window: a modest one */
+#define FAR_IO (256u << 10)	 /* the destination's read and write size */
+#define FAR_RCVBUF (256u << 10)
+
+#define FNV_BASIS 0xcbf29ce484222325ull
+
+/* FNV-1a over <n> more bytes: a stream's checksum, however it was split. */
+static uint64_t fnv1a(uint64_t hash, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		hash = (hash ^ p[i]) * 0x100000001b3ull;
+	return hash;
+}
+
+/*
+ * The destination of a big transfer: one connection served by two
+ * threads, a sink that hashes what it reads until EOF and a source that
+ * sends <out_bytes> of byte stream <out_seed> and then half-closes.
+ */
+struct far_end {
+	int lfd, fd;
+	uint64_t out_bytes, out_seed;
+	uint64_t out_sent, out_hash; /* what the source sent */
+	_Atomic uint64_t in_bytes;   /* what the sink has read ... */
+	uint64_t in_hash;	     /* ... and its checksum, once at EOF */
+	int in_err, out_err;	     /* errno of a failed read / send */
+	uint8_t *in_buf, *out_buf;
+	pthread_t sink, source;
+};
+
+static void *far_sink_main(void *arg)
+{
+	struct far_end *e = arg;
+	uint64_t hash = FNV_BASIS;
+	ssize_t n;
+
+	while ((n = read(e->fd, e->in_buf, FAR_IO)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			e->in_err = errno;
+			break;
+		}
+		hash = fnv1a(hash, e->in_buf, (size_t)n);
+		atomic_fetch_add(&e->in_bytes, (uint64_t)n);
+	}
+	e->in_hash = hash;
+	return NULL;
+}
+
+static void *far_source_main(void *arg)
+{
+	struct far_end *e = arg;
+	uint64_t hash = FNV_BASIS;
+
+	while (e->out_sent < e->out_bytes) {
+		uint64_t left = e->out_bytes - e->out_sent;
+		size_t n = left < FAR_IO ? (size_t)left : FAR_IO;
+
+		stream_fill(e->out_buf, n, e->out_seed, e->out_sent);
+		hash = fnv1a(hash, e->out_buf, n);
+		for (size_t done = 0; done < n;) {
+			ssize_t w = send(e->fd, e->out_buf + done, n - done, MSG_NOSIGNAL);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				e->out_err = w < 0 ? errno : EPIPE;
+				goto out;
+			}
+			done += (size_t)w;
+		}
+		e->out_sent += n;
+	}
+	shutdown(e->fd, SHUT_WR);
+out:
+	e->out_hash = hash;
+	return NULL;
+}
+
+/* Listen for the agent's connection, with a receive buffer of FAR_RCVBUF. */
+static uint16_t far_listen(struct far_end *e)
+{
+	int size = FAR_RCVBUF;
+	uint16_t port;
+
+	e->lfd = listen_any(&port);
+	cr_assert_eq(setsockopt(e->lfd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)), 0);
+	return port;
+}
+
+static void far_start(struct far_end *e, int fd)
+{
+	e->fd = fd;
+	e->in_buf = malloc(FAR_IO);
+	e->out_buf = malloc(FAR_IO);
+	cr_assert(e->in_buf && e->out_buf);
+	cr_assert_eq(pthread_create(&e->sink, NULL, far_sink_main, e), 0);
+	cr_assert_eq(pthread_create(&e->source, NULL, far_source_main, e), 0);
+}
+
+static void far_join(struct far_end *e)
+{
+	cr_assert_eq(pthread_join(e->sink, NULL), 0);
+	cr_assert_eq(pthread_join(e->source, NULL), 0);
+	close(e->fd);
+	close(e->lfd);
+	free(e->in_buf);
+	free(e->out_buf);
+}
+
+/*
+ * How many bytes the agent may have written to the destination's socket
+ * beyond what the sink has counted: the agent's send buffer (autotuned up
+ * to tcp_wmem's maximum), the sink's receive buffer and one read.
+ */
+static uint64_t far_slack(int fd)
+{
+	unsigned long lo, def, max;
+	int rcvbuf;
+	socklen_t len = sizeof(rcvbuf);
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
+
+	cr_assert_not_null(f, "tcp_wmem: %s", strerror(errno));
+	cr_assert_eq(fscanf(f, "%lu %lu %lu", &lo, &def, &max), 3);
+	fclose(f);
+	cr_assert_eq(getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len), 0);
+	return (uint64_t)max + (uint64_t)rcvbuf + FAR_IO;
+}
+
+/* One TCP bulk stream driven both ways at full speed by the host. */
+struct xfer {
+	uint32_t id;
+	uint64_t h2g_bytes, h2g_seed; /* what the host sends */
+	struct far_end far;	      /* the destination: far.out_bytes come back */
+	struct proto_bulk_tx h2g;
+	struct proto_bulk_rx g2h;
+	uint64_t h2g_window; /* the agent's initial credit, its window */
+	uint64_t slack;	     /* far_slack() */
+	uint64_t sent_hash, got_hash;
+	struct proto_bulk_credit grant_out; /* our next g2h credit, when <grant_due> */
+	bool grant_due, finish_sent, g2h_finished, closed;
+	uint64_t agent_credits;
+};
+
+/* Open <x> (256 KiB records, XFER_WINDOW of g2h credit) and start its destination. */
+static void xfer_open(struct xfer *x)
+{
+	struct proto_bulk_accepted acc;
+	uint16_t port = far_listen(&x->far);
+	int fd = bulk_open(x->id, x->far.lfd, port, PROTO_BULK_TCP_RECORD, XFER_WINDOW, &acc);
+
+	cr_assert_eq(proto_bulk_tx_init(&x->h2g, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G,
+			     acc.max_record_payload, acc.host_to_guest_credit_limit),
+		0);
+	cr_assert_eq(proto_bulk_rx_init(&x->g2h, PROTO_BULK_KIND_TCP, PROTO_BULK_G2H,
+			     acc.max_record_payload, XFER_WINDOW, XFER_WINDOW),
+		0);
+	x->h2g_window = acc.host_to_guest_credit_limit;
+	x->slack = far_slack(fd);
+	x->sent_hash = x->got_hash = FNV_BASIS;
+	far_start(&x->far, fd);
+}
+
+/*
+ * The agent's credit for our records: never shrinking, never more than its
+ * window ahead of what it says was consumed, and consumed only as far as
+ * the destination can have taken: at most far_slack() beyond what its sink
+ * has read.
+ */
+static void xfer_credit(struct xfer *x, const struct proto_bulk_credit *c)
+{
+	uint64_t limit = x->h2g.credit_limit, consumed = x->h2g.consumed;
+	uint64_t read_so_far = atomic_load(&x->far.in_bytes);
+	int rc = proto_bulk_tx_credit(&x->h2g, c);
+
+	cr_assert_geq(rc, 0, "h2g credit (consumed %llu, limit %llu) after %llu bytes sent: %s",
+		(unsigned long long)c->consumed_offset, (unsigned long long)c->credit_limit,
+		(unsigned long long)x->h2g.next_offset, proto_strerror(rc));
+	cr_assert(c->credit_limit >= limit && c->consumed_offset >= consumed,
+		"the agent's credit went down: limit %llu -> %llu", (unsigned long long)limit,
+		(unsigned long long)c->credit_limit);
+	cr_assert_leq(c->credit_limit - c->consumed_offset, x->h2g_window);
+	cr_assert_leq(c->consumed_offset, read_so_far + x->slack,
+		"credit for %llu bytes consumed while the destination had read %llu",
+		(unsigned long long)c->consumed_offset, (unsigned long long)read_so_far);
+	x->agent_credits++;
+}
+
+/* Take the frame agent_client_recv() returned <rc> for: <x>'s, or a credit of <by> (may be NULL).
+ */
+static void xfer_take(struct xfer *x, struct host_stream *by, int rc)
+{
+	struct proto_bulk_rec r;
+	const uint8_t *p;
+
+	if (rc == PROTO_E_BULK_RECORD) {
+		cr_assert_eq(proto_bulk_frame_parse(&h.c.frame, &r, &p), 0);
+		cr_assert_eq(r.id, x->id, "a record on id %u", r.id);
+		/* Starts where the last ended, ends within our credit. */
+		cr_assert_eq(proto_bulk_rx_record(&x->g2h, &r), 0,
+			"g2h record at %llu + %u: expected offset %llu, credit %llu",
+			(unsigned long long)r.offset, r.len,
+			(unsigned long long)x->g2h.next_expected,
+			(unsigned long long)x->g2h.credit_limit);
+		x->got_hash = fnv1a(x->got_hash, p, r.len);
+		if (proto_bulk_rx_consume(&x->g2h, x->g2h.next_expected, &x->grant_out) == 1)
+			x->grant_due = true;
+		return;
+	}
+	cr_assert_eq(rc, 1, "bad frame from the agent: %s", proto_strerror(rc));
+	if (by && h.c.frame.id == by->id && h.c.msg.type == PROTO_T_BULK_CREDIT) {
+		cr_assert_geq(proto_bulk_tx_credit(&by->h2g, &h.c.msg.u.bulk_credit), 0);
+		return;
+	}
+	cr_assert_eq(
+		h.c.frame.id, x->id, "%s on id %u", proto_type_name(h.c.msg.type), h.c.frame.id);
+	switch (h.c.msg.type) {
+	case PROTO_T_BULK_CREDIT:
+		xfer_credit(x, &h.c.msg.u.bulk_credit);
+		break;
+	case PROTO_T_BULK_FINISH:
+		cr_assert_eq(proto_bulk_rx_finish(&x->g2h, &h.c.msg.u.bulk_finish), 0);
+		cr_assert_eq(h.c.msg.u.bulk_finish.final_offset, x->far.out_bytes);
+		x->g2h_finished = true;
+		break;
+	case PROTO_T_TCP_CLOSED:
+		cr_assert(h.c.frame.flags & PROTO_FLAG_TERMINAL);
+		cr_assert(x->g2h_finished && x->finish_sent, "tcp.closed before both finishes");
+		x->closed = true;
+		break;
+	default:
+		cr_assert_fail("unexpected %s on id %u", proto_type_name(h.c.msg.type), x->id);
+	}
+}
+
+/* Receive one frame (an aggregate grant counts) within <timeout_ms>; false on timeout. */
+static bool xfer_pump(struct xfer *x, struct host_stream *by, int timeout_ms)
+{
+	int rc = agent_client_recv(&h.c, timeout_ms);
+
+	if (rc == 0)
+		return false;
+	if (rc != 1 || !take_grant())
+		xfer_take(x, by, rc);
+	return true;
+}
+
+/*
+ * Run <x> to its tcp.closed as a host that keeps every rule: records only
+ * within the agent's credit and the aggregate grant (G6), our g2h credit
+ * granted back as we consume, reading whenever there is nothing to send.
+ */
+static void xfer_run(struct xfer *x, struct host_stream *by)
+{
+	static uint8_t rec[21 + PROTO_BULK_TCP_RECORD];
+
+	while (!x->closed) {
+		uint64_t left = x->h2g_bytes - x->h2g.next_offset;
+		uint32_t room = proto_bulk_tx_room(&x->h2g);
+		size_t n = left < room ? (size_t)left : room;
+		bool moved = false;
+
+		if (x->grant_due && g6_fits(false, CTRL_MAX)) {
+			struct proto_msg m = {.type = PROTO_T_BULK_CREDIT, .v = 9};
+
+			m.u.bulk_credit = x->grant_out;
+			send_ctl(x->id, &m);
+			x->grant_due = false;
+			moved = true;
+		}
+		if (n > 0 && g6_fits(true, 21 + n)) {
+			uint64_t off;
+
+			cr_assert_eq(proto_bulk_tx_admit(&x->h2g, n, &off), 0);
+			stream_fill(rec + 21, n, x->h2g_seed, off);
+			x->sent_hash = fnv1a(x->sent_hash, rec + 21, n);
+			record_prefix(
+				rec, x->id, 0x08, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, off, n);
+			ah_send_raw(&h, rec, 21 + n);
+			used.bulk_bytes += 21 + n;
+			used.bulk_frames++;
+			moved = true;
+		} else if (left == 0 && !x->finish_sent && g6_fits(false, CTRL_MAX)) {
+			struct proto_msg m = {.type = PROTO_T_BULK_FINISH, .v = 9};
+
+			cr_assert_eq(proto_bulk_tx_finish(&x->h2g, &m.u.bulk_finish), 0);
+			send_ctl(x->id, &m);
+			x->finish_sent = moved = true;
+		}
+		if (moved) {
+			while (xfer_pump(x, by, 0))
+				;
+			continue;
+		}
+		cr_assert(xfer_pump(x, by, 10000),
+			"stream %u stuck: sent %llu of %llu (credit %llu), received %llu (credit "
+			"%llu), the destination read %llu",
+			x->id, (unsigned long long)x->h2g.next_offset,
+			(unsigned long long)x->h2g_bytes, (unsigned long long)x->h2g.credit_limit,
+			(unsigned long long)x->g2h.next_expected,
+			(unsigned long long)x->g2h.credit_limit,
+			(unsigned long long)atomic_load(&x->far.in_bytes));
+	}
+}
+
+/* After xfer_run and far_join: every byte arrived both ways, checksums equal. */
+static void xfer_check(struct xfer *x)
+{
+	cr_assert_eq(x->far.in_err, 0, "destination read: %s", strerror(x->far.in_err));
+	cr_assert_eq(x->far.out_err, 0, "destination send: %s", strerror(x->far.out_err));
+	cr_assert_eq(atomic_load(&x->far.in_bytes), x->h2g_bytes);
+	cr_assert_eq(x->far.in_hash, x->sent_hash, "host->guest checksum differs");
+	cr_assert_eq(x->far.out_sent, x->far.out_bytes);
+	cr_assert_eq(x->g2h.next_expected, x->far.out_bytes);
+	cr_assert_eq(x->got_hash, x->far.out_hash, "guest->host checksum differs");
+	cr_assert_gt(x->agent_credits, 0);
+	cr_assert(used.bulk_bytes <= grant.bulk_bytes && used.bulk_frames <= grant.bulk_frames &&
+			  used.control_bytes <= grant.control_bytes &&
+			  used.control_frames <= grant.control_frames,
+		"the host passed its aggregate grant");
+}
+
+Test(agent_gen9, tcp_bulk_256_mib_each_way_with_checksums_and_every_grant_checked, .timeout = 300)
+{
+	struct xfer x = {.id = 201, .h2g_bytes = BIG_BYTES, .h2g_seed = 1};
+	int64_t t0 = dh_now_ms();
+
+	x.far.out_bytes = BIG_BYTES;
+	x.far.out_seed = 2;
+	boot9();
+	xfer_open(&x);
+	xfer_run(&x, NULL);
+	far_join(&x.far);
+	xfer_check(&x);
+	cr_log_info("%llu MiB each way in %lld ms, %llu h2g credits, %llu aggregate grants",
+		BIG_BYTES >> 20, (long long)(dh_now_ms() - t0), (unsigned long long)x.agent_credits,
+		(unsigned long long)grants);
+	ping_ok(202);
+	ah_stop_ok(&h);
+}
+
+Test(agent_gen9, a_stalled_destination_leaves_another_bulk_stream_moving, .timeout = 300)
+{
+	struct host_stream a = {.id = 211};
+	struct xfer x = {.id = 212, .h2g_bytes = SIDE_BYTES, .h2g_seed = 4};
+	uint64_t stalled;
+	int lfd, fd;
+
+	x.far.out_bytes = SIDE_BYTES;
+	x.far.out_seed = 5;
+	boot9();
+	fd = open_tracked(&a, &lfd);
+	fill_until_stalled(&a);
+	stalled = a.h2g.next_offset;
+	/* The other stream moves its bytes both ways to the end while a waits. */
+	xfer_open(&x);
+	xfer_run(&x, &a);
+	far_join(&x.far);
+	xfer_check(&x);
+	cr_assert_eq(a.h2g.next_offset, stalled);
+	/* Now a's destination reads: all of a's bytes arrive, in order, then a ends cleanly. */
+	send_finish(a.id, PROTO_BULK_H2G, stalled);
+	cr_assert_eq(drain_stream3(fd), stalled);
+	shutdown(fd, SHUT_WR);
+	while (!a.closed)
+		cr_assert(host_pump(&a, 10000), "stream a did not end");
+	cr_assert_eq(a.g2h.next_expected, 0);
+	ping_ok(213);
+	close(fd);
+	close(lfd);
 	ah_stop_ok(&h);
 }
 
