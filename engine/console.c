@@ -876,8 +876,11 @@ void console_start_on_home(struct shard *s, void *arg)
 	struct sandbox *sb = arg; /* a reference moves in */
 	struct eshard *es = eshard_of(s);
 	/* v = 9 as microsandbox's host writes it (G2.2): gen-9 agents then announce 9 and accept
-	 * bulk offers from attached clients; gen-7 agents only check v >= 5. */
-	struct proto_msg boot = {.type = PROTO_T_BOOTSTRAP, .v = PROTO_VERSION_MAX};
+	 * bulk offers from attached clients; gen-7 agents only check v >= 5.  The extra key names
+	 * the sandwire extensions the relay carries (wire.md): reference agents ignore it. */
+	static struct proto_str ext[] = {{PROTO_EXT_CREDIT, sizeof(PROTO_EXT_CREDIT) - 1}};
+	struct proto_msg boot = {.type = PROTO_T_BOOTSTRAP, .v = PROTO_VERSION_MAX,
+		.u.bootstrap = {.ext = ext, .n_ext = 1}};
 	struct console *con = calloc(1, sizeof(*con));
 	int fd = -1;
 

@@ -114,19 +114,37 @@ struct wire {
 	struct proto_msg msg;
 	uint32_t id_lo, id_hi; /* the relay range from the attach handshake */
 	uint32_t next_id;
-	bool eof; /* the daemon closed the connection */
+	bool eof;	       /* the daemon closed the connection */
+	uint8_t agent_gen;     /* v of the agent's core.ready replayed on attach (0: unknown) */
+	bool agent_credit;     /* that ready named the sandwire "credit" extension */
+	uint64_t bulk_streams; /* fs streams that moved over raw bulk (rfs.c) */
 };
 
 /* Take over <fd> (made non-blocking) with the id range [lo, hi).  Returns 0 or -ENOMEM. */
 int wire_init(struct wire *w, int fd, uint32_t lo, uint32_t hi);
 /* Close the descriptor and free the buffers. */
 void wire_destroy(struct wire *w);
+/*
+ * Note the agent's generation and extensions from <ready>, the core.ready
+ * frame (<n> bytes) the daemon replayed on attach; w->agent_gen stays 0
+ * (and w->agent_credit false) when it does not decode.
+ */
+void wire_set_ready(struct wire *w, const uint8_t *ready, size_t n);
 /* A fresh request id of the range. */
 uint32_t wire_new_id(struct wire *w);
 /* Queue message <m> on <id>.  Returns 0 or a negative proto code / -ENOMEM. */
 int wire_send(struct wire *w, uint32_t id, const struct proto_msg *m);
 /* Queue a {data: bytes} frame of type <t>.  Returns 0 or a negative code. */
 int wire_send_data(struct wire *w, enum proto_type t, uint32_t id, const void *p, size_t n);
+/*
+ * Raw bulk records (protocol-gen9.md G1.3) built in place: wire_record_room()
+ * returns where up to <n> payload bytes of the next record go in the output
+ * queue (NULL: out of memory); fill them, then wire_record_commit() writes
+ * the prefix of <r> (r->len <= n bytes) and queues the record.  Nothing
+ * else may be queued in between.  Commit returns 0 or a negative proto code.
+ */
+uint8_t *wire_record_room(struct wire *w, size_t n);
+int wire_record_commit(struct wire *w, const struct proto_bulk_rec *r);
 /* Bytes queued and not yet written. */
 size_t wire_pending(const struct wire *w);
 /* poll() events the connection wants now. */
@@ -139,9 +157,11 @@ short wire_events(const struct wire *w);
 int wire_io(struct wire *w, short revents);
 /*
  * Decode the next complete buffered frame.  Returns 1 (w->frame, w->msg),
- * 0 when none is complete, or a negative code for a frame that does not
- * decode (the frame is skipped; w->frame still names its id).  A framing
- * error (bad length) is returned as -EPROTO and ends the stream.
+ * 0 when none is complete, PROTO_E_BULK_RECORD for a raw bulk record (in
+ * w->frame, for proto_bulk_frame_parse()), or another negative code for a
+ * frame that does not decode (the frame is skipped; w->frame still names
+ * its id).  A framing error (bad length) is returned as -EPROTO and ends
+ * the stream.
  */
 int wire_next(struct wire *w);
 /*
@@ -221,6 +241,7 @@ struct exec_opts {
 	bool interactive;   /* -i: forward stdin (implied by -t) */
 	bool detach;	    /* -d: start and return */
 	int64_t timeout_ms; /* 0: none */
+	bool verbose;	    /* -v: say how the command's bytes travelled */
 };
 
 /*

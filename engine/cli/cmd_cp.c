@@ -8,6 +8,9 @@
  * (remote Stat after an upload; bytes received against the size announced
  * by Stat for a download), so a file that changed or was cut short during
  * the copy is reported, not silently kept.
+ *
+ * File contents move as raw bulk records when the agent speaks generation
+ * 8 or later, as fs.data frames otherwise (rfs.c); -v names which, per file.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -31,6 +34,7 @@ struct cp {
 	const char *sandbox;
 	char err[1536];
 	bool progress; /* stderr is a terminal and -q was not given */
+	bool verbose;  /* -v: say how each file's bytes travelled */
 	const char *label;
 	int64_t t0, shown;
 	int errors;
@@ -103,6 +107,15 @@ static void cp_progress(void *ctx, uint64_t done, uint64_t total)
 		fputs("\r\033[K", stderr);
 }
 
+/* -v: "<path>: N bytes over raw bulk" when the stream just done used it (<bulk_before>). */
+static void cp_note(struct cp *cp, const char *path, uint64_t bytes, uint64_t bulk_before)
+{
+	if (cp->verbose)
+		fprintf(stderr, "sandwire: cp: %s: %llu bytes %s\n", path,
+			(unsigned long long)bytes,
+			cp->w.bulk_streams > bulk_before ? "over raw bulk" : "as fs.data frames");
+}
+
 static void cp_progress_start(struct cp *cp, const char *label)
 {
 	cp->label = label;
@@ -117,7 +130,7 @@ static int cp_up(struct cp *cp, const char *local, const char *remote, const str
 static int cp_up_file(struct cp *cp, const char *local, const char *remote, const struct stat *st)
 {
 	struct rfs_entry got = {0};
-	uint64_t h;
+	uint64_t h, bulk_before = cp->w.bulk_streams;
 	int fd, rc;
 
 	fd = open(local, O_RDONLY | O_CLOEXEC);
@@ -148,6 +161,8 @@ static int cp_up_file(struct cp *cp, const char *local, const char *remote, cons
 		rc = -EIO;
 	}
 	free(got.path);
+	if (rc == 0)
+		cp_note(cp, remote, (uint64_t)st->st_size, bulk_before);
 out:
 	close(fd);
 	if (rc < 0)
@@ -238,7 +253,7 @@ static void set_times(int dirfd_or_fd, const char *path, int64_t mtime)
 
 static int cp_down_file(struct cp *cp, const struct rfs_entry *e, const char *local)
 {
-	uint64_t h, got = 0;
+	uint64_t h, got = 0, bulk_before = cp->w.bulk_streams;
 	int fd, rc;
 
 	fd = open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -269,8 +284,10 @@ static int cp_down_file(struct cp *cp, const struct rfs_entry *e, const char *lo
 		snprintf(cp->err, sizeof(cp->err), "chmod %s: %s", local, strerror(errno));
 		rc = -errno;
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		set_times(fd, NULL, e->mtime);
+		cp_note(cp, e->path, got, bulk_before);
+	}
 out:
 	if (close(fd) < 0 && rc == 0) {
 		snprintf(cp->err, sizeof(cp->err), "write %s: %s", local, strerror(errno));
@@ -463,6 +480,7 @@ int cmd_cp(struct cli *cli, int argc, char **argv)
 		return cli_usage("cp", "a path must follow \"%s:\"", sr ? sname : dname);
 	cp.sandbox = sr ? sname : dname;
 	cp.progress = !quiet && isatty(2);
+	cp.verbose = cli->verbose > 0;
 	if ((rc = cli_attach(cli, NULL, cp.sandbox, &cp.w)))
 		return rc;
 	rc = sr ? cp_download(&cp, spath, dpath) : cp_upload(&cp, spath, dpath);

@@ -185,7 +185,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 		CLI_LONG_COMMON,
 		{0},
 	};
-	struct exec_opts o = {0};
+	struct exec_opts o = {.verbose = cli->verbose > 0};
 	struct run_opts r = {0};
 	struct cli_daemon d;
 	struct wire w;
@@ -270,7 +270,7 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
 		CLI_LONG_COMMON,
 		{0},
 	};
-	struct exec_opts o = {0};
+	struct exec_opts o = {.verbose = cli->verbose > 0};
 	const char *name;
 	struct wire w;
 	int ch, rc;

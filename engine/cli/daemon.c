@@ -233,13 +233,15 @@ int cli_attach(struct cli *cli, const char *socket, const char *name, struct wir
 		swc_close(&c);
 		return cli_fail("%s", err);
 	}
-	free(ready);
 	fd = c.fd;
 	c.fd = -1; /* the descriptor moves to the wire */
 	swc_close(&c);
 	if (wire_init(w, fd, lo, hi) < 0) {
+		free(ready);
 		close(fd);
 		return cli_fail("out of memory");
 	}
+	wire_set_ready(w, ready, ready_len);
+	free(ready);
 	return 0;
 }

@@ -15,6 +15,12 @@
  * would; `exec -d` is the way to keep something running.
  *
  * Signals are taken through a signalfd so that the loop stays one poll().
+ *
+ * When the agent's ready named the "credit" extension (wire.md "Flow
+ * control"), the session asks for it: output written to our stdout/stderr
+ * is returned with sandwire.credit once half a window gathered, and local
+ * stdin is read only while the window the agent returned has room.  A slow
+ * reader of our stdout then holds back that one command, nothing else.
  */
 #include <errno.h>
 #include <poll.h>
@@ -51,6 +57,9 @@ struct session {
 	int result;	      /* exit code once the session ended, -1 before */
 	uint8_t *collect;     /* exec_detached: stdout collected here */
 	size_t collect_len;
+	uint64_t window;		/* "credit" extension window, 0: not used */
+	uint64_t out_got, out_returned; /* output delivered / returned with sandwire.credit */
+	uint64_t in_sent, in_returned;	/* stdin sent / returned by the agent */
 };
 
 /* Block the signals the session handles and open a signalfd for them. */
@@ -98,6 +107,10 @@ static int send_request(struct session *s, char **argv, int argc, bool tty)
 	tty_size(&rq->rows, &rq->cols);
 	rq->rlimits = o->rlimits;
 	rq->nrlimits = o->nrlimits;
+	if (s->w->agent_credit) {
+		s->window = PROTO_SANDWIRE_CREDIT_WINDOW;
+		rq->sandwire_credit = (struct proto_opt_u64){true, s->window};
+	}
 	rc = wire_send(s->w, s->id, &m);
 	free(args);
 	return rc;
@@ -112,7 +125,36 @@ static int send_signal(struct session *s, int sig)
 
 static int send_stdin(struct session *s, const void *p, size_t n)
 {
+	s->in_sent += n;
 	return wire_send_data(s->w, PROTO_T_EXEC_STDIN, s->id, p, n);
+}
+
+/*
+ * Stdin bytes the window lets us read now (without credit: a whole chunk).
+ * A Ctrl-P held from the last read may add one byte to the next frame.
+ */
+static size_t stdin_room(const struct session *s)
+{
+	uint64_t room;
+
+	if (!s->window)
+		return CLI_STDIN_CHUNK;
+	room = s->window - (s->in_sent - s->in_returned);
+	room = room > s->held_ctrl_p ? room - s->held_ctrl_p : 0;
+	return room < CLI_STDIN_CHUNK ? (size_t)room : CLI_STDIN_CHUNK;
+}
+
+/* Output of <n> bytes was delivered: return it once half a window gathered. */
+static int output_delivered(struct session *s, size_t n)
+{
+	struct proto_msg m = {.type = PROTO_T_SANDWIRE_CREDIT};
+
+	s->out_got += n;
+	if (!s->window || s->out_got - s->out_returned < s->window / 2)
+		return 0;
+	m.u.sandwire_credit.bytes = s->out_got - s->out_returned;
+	s->out_returned = s->out_got;
+	return wire_send(s->w, s->id, &m);
 }
 
 /* Leave the session: the command gets the daemon's hang-up. */
@@ -160,7 +202,7 @@ static int on_signal(struct session *s)
 static int on_stdin(struct session *s)
 {
 	uint8_t buf[CLI_STDIN_CHUNK], out[CLI_STDIN_CHUNK + 1];
-	ssize_t n = read(0, buf, sizeof(buf));
+	ssize_t n = read(0, buf, stdin_room(s));
 	size_t k = 0;
 
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -190,7 +232,7 @@ static int on_stdin(struct session *s)
 	return k ? send_stdin(s, out, k) : 0;
 }
 
-/* Output of the command to local fd <fd>. */
+/* Output of the command to local fd <fd>; what is dropped counts as delivered too. */
 static int on_output(struct session *s, int fd, const uint8_t *p, size_t n)
 {
 	if (s->collect) {
@@ -198,16 +240,17 @@ static int on_output(struct session *s, int fd, const uint8_t *p, size_t n)
 
 		memcpy(s->collect + s->collect_len, p, n < room ? n : room);
 		s->collect_len += n < room ? n : room;
-		return 0;
+		return output_delivered(s, n);
 	}
 	if (s->stdout_gone && fd == 1)
-		return 0;
+		return output_delivered(s, n);
 	if (cli_write_all(fd, p, n) == -EPIPE && fd == 1) {
 		/* as a pipeline would: the writer learns its reader left */
 		s->stdout_gone = true;
-		return send_signal(s, SIGPIPE);
+		if (send_signal(s, SIGPIPE) < 0)
+			return -ENOMEM;
 	}
-	return 0;
+	return output_delivered(s, n);
 }
 
 /* Exit code for core.exec.exited. */
@@ -274,6 +317,11 @@ static void on_frame(struct session *s, const char *cmd)
 	case PROTO_T_EXEC_STARTED:
 		s->started = true;
 		break;
+	case PROTO_T_SANDWIRE_CREDIT:
+		/* never more than was sent: a bogus grant must not open the window wider */
+		if (m->u.sandwire_credit.bytes <= s->in_sent - s->in_returned)
+			s->in_returned += m->u.sandwire_credit.bytes;
+		break;
 	default: /* exec.stdin.error: the command closed its stdin */
 		break;
 	}
@@ -317,7 +365,7 @@ static int session_run(struct session *s, const char *cmd)
 		p[0] = (struct pollfd){.fd = s->w->fd, .events = wire_events(s->w)};
 		p[1] = (struct pollfd){.fd = s->sigfd, .events = POLLIN};
 		p[2] = (struct pollfd){.fd = -1};
-		if (s->read_stdin && wire_pending(s->w) < CLI_OUT_HIGH)
+		if (s->read_stdin && wire_pending(s->w) < CLI_OUT_HIGH && stdin_room(s) > 0)
 			p[2] = (struct pollfd){.fd = 0, .events = POLLIN};
 		n = poll(p, 3, poll_timeout(s));
 		if (n < 0 && errno != EINTR)
@@ -349,6 +397,21 @@ static int session_run(struct session *s, const char *cmd)
 	return s->result;
 }
 
+/* -v: how the session's bytes travelled. */
+static void session_note(const struct session *s)
+{
+	if (s->window)
+		fprintf(stderr,
+			"sandwire: exec: %s: %llu bytes out, %llu in, under sandwire credit "
+			"(window %llu bytes)\n",
+			s->o->argv[0], (unsigned long long)s->out_got,
+			(unsigned long long)s->in_sent, (unsigned long long)s->window);
+	else
+		fprintf(stderr, "sandwire: exec: %s: %llu bytes out, %llu in, without credit\n",
+			s->o->argv[0], (unsigned long long)s->out_got,
+			(unsigned long long)s->in_sent);
+}
+
 int exec_session(struct wire *w, const struct exec_opts *o, const char *sandbox)
 {
 	struct session s = {.w = w, .o = o, .sandbox = sandbox, .result = -1};
@@ -372,6 +435,8 @@ int exec_session(struct wire *w, const struct exec_opts *o, const char *sandbox)
 	rc = session_run(&s, o->argv[0]);
 	tty_restore();
 	close(s.sigfd);
+	if (o->verbose)
+		session_note(&s);
 	return rc;
 }
 

@@ -112,6 +112,39 @@ int wire_send(struct wire *w, uint32_t id, const struct proto_msg *m)
 	return 0;
 }
 
+void wire_set_ready(struct wire *w, const uint8_t *ready, size_t n)
+{
+	struct proto_frame f;
+	struct proto_msg m;
+
+	w->agent_gen = 0;
+	w->agent_credit = false;
+	if (proto_frame_parse(ready, n, &f) <= 0)
+		return;
+	proto_arena_init(&w->arena, w->arena_mem, WIRE_ARENA);
+	if (proto_frame_decode(&f, &m, &w->arena, NULL) == 0 && m.type == PROTO_T_READY) {
+		w->agent_gen = m.v;
+		w->agent_credit = proto_ext_named(m.u.ready.ext, m.u.ready.n_ext, PROTO_EXT_CREDIT);
+	}
+}
+
+uint8_t *wire_record_room(struct wire *w, size_t n)
+{
+	if (wire_reserve(w, PROTO_BULK_PREFIX_SIZE + n) < 0)
+		return NULL;
+	return w->out + w->out_len + PROTO_BULK_PREFIX_SIZE;
+}
+
+int wire_record_commit(struct wire *w, const struct proto_bulk_rec *r)
+{
+	int rc = proto_bulk_prefix_write(w->out + w->out_len, PROTO_BULK_PREFIX_SIZE, r);
+
+	if (rc < 0)
+		return rc;
+	w->out_len += PROTO_BULK_PREFIX_SIZE + r->len;
+	return 0;
+}
+
 int wire_send_data(struct wire *w, enum proto_type t, uint32_t id, const void *p, size_t n)
 {
 	size_t pre = proto_data_prefix_size(t, n);
@@ -228,7 +261,8 @@ int wire_next(struct wire *w)
 	}
 	w->in_off += (size_t)n;
 	proto_arena_init(&w->arena, w->arena_mem, WIRE_ARENA);
-	return proto_frame_decode(&w->frame, &w->msg, &w->arena, NULL) < 0 ? PROTO_E_CBOR : 1;
+	n = proto_frame_decode(&w->frame, &w->msg, &w->arena, NULL);
+	return n == PROTO_E_BULK_RECORD ? n : n < 0 ? PROTO_E_CBOR : 1;
 }
 
 int wire_recv(struct wire *w, int timeout_ms)

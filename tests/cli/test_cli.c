@@ -1138,3 +1138,63 @@ Test(cli, serve_metrics_endpoint, .timeout = 60)
 		resp);
 	daemon_stop(&d);
 }
+
+Test(cli, cp_moves_file_bytes_over_raw_bulk_with_a_gen9_agent, .timeout = 120)
+{
+	char src[256], back[300], a[65], b[65], remote[320], dir[] = "/tmp/sw-cpb-XXXXXX";
+	struct daemon d;
+	struct out o;
+
+	daemon_start(&d);
+	make_sandbox("bulky");
+	cr_assert(mkdtemp(dir));
+	snprintf(src, sizeof(src), "%s/src.bin", dir);
+	snprintf(back, sizeof(back), "%s/back.bin", dir);
+	write_random(src, (16u << 20) + 12345, 0600);
+	sha256_file(src, a);
+	/* -v names how each file travelled: the agent's ready says generation 9. */
+	snprintf(remote, sizeof(remote), "bulky:%s/up.bin", dir);
+	SW_EXPECT(&o, 0, "-v", "cp", src, remote);
+	cr_assert(strstr(o.err, "16789561 bytes over raw bulk"), "upload: %s", o.err);
+	out_free(&o);
+	SW_EXPECT(&o, 0, "-v", "cp", remote, back);
+	cr_assert(strstr(o.err, "16789561 bytes over raw bulk"), "download: %s", o.err);
+	out_free(&o);
+	sha256_file(back, b);
+	cr_assert_str_eq(a, b, "the bytes changed on the way up and back");
+	snprintf(remote, sizeof(remote), "rm -rf %s", dir);
+	cr_assert_eq(system(remote), 0);
+	daemon_stop(&d);
+}
+
+Test(cli, exec_pipes_64_mib_through_cat_under_sandwire_credit, .timeout = 300)
+{
+	char dir[] = "/tmp/sw-cre-XXXXXX", in[64], out[64], err[64], cmd[4400], a[65], b[65];
+	char note[4096] = "";
+	struct daemon d;
+	FILE *fp;
+
+	cr_assert(mkdtemp(dir));
+	snprintf(in, sizeof(in), "%s/in.bin", dir);
+	snprintf(out, sizeof(out), "%s/out.bin", dir);
+	snprintf(err, sizeof(err), "%s/err.txt", dir);
+	write_random(in, 64u << 20, 0600);
+	sha256_file(in, a);
+	daemon_start(&d);
+	make_sandbox("credit");
+	/* -v names how the bytes travelled: the daemon announced "credit" and the agent took it */
+	snprintf(cmd, sizeof(cmd), "%s -v exec -i credit -- cat < %s > %s 2> %s", sw_path(), in,
+		out, err);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	sha256_file(out, b);
+	cr_assert_str_eq(a, b, "the bytes changed on the way through cat");
+	fp = fopen(err, "r");
+	cr_assert(fp);
+	cr_assert_gt(fread(note, 1, sizeof(note) - 1, fp), 0);
+	fclose(fp);
+	cr_assert(strstr(note, "67108864 bytes out, 67108864 in, under sandwire credit"), "%s",
+		note);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+	daemon_stop(&d);
+}
