@@ -13,8 +13,9 @@
  * With a generation-8+ agent the connect offers raw bulk (G5.1) and, once
  * accepted, both directions move as raw records under absolute credit:
  * host bytes become records by writing the 21-byte prefix into the
- * receive chunk's headroom, sent only as far as the agent's grant reaches
- * (chunks past it wait in <wait> and reading stops); guest records are
+ * receive chunk's headroom, the chunks of one turn gathered into records
+ * of up to the negotiated limit, sent only as far as the agent's grant
+ * reaches (past it they wait and reading stops); guest records are
  * written from the console's chunks and credit is granted back as the
  * host peer's socket takes the bytes.  Finish replaces tcp.eof both ways;
  * a bad record or credit fails only this stream (bulk.cancel reason 5).
@@ -80,7 +81,8 @@ struct pconn {
 	enum pc_data data;
 	struct proto_bulk_tx h2g; /* PC_DATA_BULK: host bytes -> records, within the agent's grant */
 	struct proto_bulk_rx g2h; /* PC_DATA_BULK: records -> host peer, granted as it takes them */
-	struct segq wait;	  /* host bytes received past the agent's grant */
+	struct segq wait;	  /* host bytes received, not yet sent as records */
+	struct shard_defer bulk_flush; /* sends <wait> once a turn: records up to the limit */
 };
 
 static void port_get(struct port *p)
@@ -197,12 +199,19 @@ static void pc_queue_payload(struct pconn *pc, struct seg_frame *fr, size_t skip
 	}
 }
 
+/* True when the host bytes waiting already fill the agent's grant. */
+static bool pc_bulk_blocked(const struct pconn *pc)
+{
+	return pc->data == PC_DATA_BULK &&
+	       pc->wait.bytes >= pc->h2g.credit_limit - pc->h2g.next_offset;
+}
+
 /* Read the host peer, unless its bytes could not go anywhere yet (no acceptance, no credit). */
 static void pc_start_reading(struct pconn *pc)
 {
 	struct shard *s = pc->es->s;
 
-	if (pc->closing || pc->rd_eof || pc->data == PC_DATA_OFFERED || pc->wait.n)
+	if (pc->closing || pc->rd_eof || pc->data == PC_DATA_OFFERED || pc_bulk_blocked(pc))
 		return;
 	pc->rx_want = true;
 	if (!pc->rx_running && shard_recv_start(s, &pc->rx, pc->fd, pc->rx.fn) == 0)
@@ -267,55 +276,60 @@ static void pc_send_eof(struct pconn *pc)
 }
 
 /*
- * Send the host bytes waiting in <wait> as records, as far as the agent's
- * credit and record limit reach.  A whole receive chunk gets its prefix in
- * the headroom; a part of one (the grant or the limit ends inside it) gets
- * the prefix as a segment of its own, so payload is still never copied.
- * Then the finish, once nothing waits and the host peer half-closed.
+ * Send the host bytes waiting in <wait> as records of up to the record
+ * limit, as far as the agent's credit reaches: a record is one prefix and
+ * the receive chunks (or parts of them) its payload spans.  When it starts
+ * with an untouched chunk the prefix goes into that chunk's headroom, else
+ * it is a small segment of its own: payload is never copied.  Then the
+ * finish, once nothing waits and the host peer half-closed.
  */
 static void pc_bulk_flush(struct pconn *pc)
 {
 	struct shard *s = pc->es->s;
 	struct link *l = pc->link;
 	struct segq q;
-	struct seg *w;
 	uint32_t room;
 
 	segq_init(&q);
-	while ((w = segq_head(&pc->wait)) && (room = proto_bulk_tx_room(&pc->h2g)) > 0) {
-		uint32_t n = w->len < room ? w->len : room;
+	while (pc->wait.n && (room = proto_bulk_tx_room(&pc->h2g)) > 0) {
+		uint32_t n = pc->wait.bytes < room ? (uint32_t)pc->wait.bytes : room, left = n;
 		struct proto_bulk_rec r = {l->id_lo, PROTO_BULK_KIND_TCP, PROTO_BULK_H2G, 0, n};
-		struct seg pre = {0}, rec;
+		struct seg *w = segq_head(&pc->wait), sg;
 
 		proto_bulk_tx_admit(&pc->h2g, n, &r.offset);
-		if (n == w->len && w->p == chunk_ptr(w->c)) {
-			segq_shift(&pc->wait, &rec);
-			proto_bulk_frame_prepend(rec.c, r.id, r.kind, r.flow, r.offset);
-			rec.p = chunk_ptr(rec.c);
-			rec.len = rec.c->len;
+		if (w->p == chunk_ptr(w->c) && w->len <= n &&
+			chunk_headroom(w->c) >= PROTO_BULK_PREFIX_SIZE) {
+			segq_shift(&pc->wait, &sg);
+			left -= sg.len;
+			proto_bulk_prefix_write(
+				chunk_push_front(sg.c, PROTO_BULK_PREFIX_SIZE), PROTO_BULK_PREFIX_SIZE, &r);
+			sg.p = chunk_ptr(sg.c);
+			sg.len = sg.c->len;
 		} else {
 			uint8_t prefix[PROTO_BULK_PREFIX_SIZE];
 
 			proto_bulk_prefix_write(prefix, sizeof(prefix), &r);
-			pre = seg_heap_copy(prefix, sizeof(prefix));
-			if (n == w->len) {
-				segq_shift(&pc->wait, &rec);
-			} else {
-				chunk_ref(w->c);
-				rec = (struct seg){.c = w->c, .p = w->p, .len = n};
-				w->p += n;
-				w->len -= n;
-				pc->wait.bytes -= n;
-			}
-			if (!pre.p || segq_push(&q, &pre) < 0) {
-				seg_release(&pre);
-				seg_release(&rec);
+			if (!(sg = seg_heap_copy(prefix, sizeof(prefix))).p)
+				goto nomem;
+		}
+		for (;;) {
+			if (segq_push(&q, &sg) < 0) {
+				seg_release(&sg);
 				goto nomem;
 			}
-		}
-		if (segq_push(&q, &rec) < 0) {
-			seg_release(&rec);
-			goto nomem;
+			if (!left)
+				break;
+			w = segq_head(&pc->wait);
+			if (w->len <= left) {
+				segq_shift(&pc->wait, &sg);
+			} else { /* the record ends inside this chunk: the rest waits */
+				chunk_ref(w->c);
+				sg = (struct seg){.c = w->c, .p = w->p, .len = left};
+				w->p += left;
+				w->len -= left;
+				pc->wait.bytes -= left;
+			}
+			left -= sg.len;
 		}
 		link_note_frame(l, PROTO_BULK_PREFIX_SIZE + n, true);
 		stat_add(&pc->es->st.frames_out, 1);
@@ -330,6 +344,17 @@ nomem:
 	/* The stream's offsets moved past bytes that cannot be sent: it cannot go on. */
 	segq_clear(&q);
 	pc_close(pc, true);
+}
+
+static void pc_bulk_flush_deferred(struct shard *s, struct shard_defer *d)
+{
+	struct pconn *pc = (struct pconn *)((char *)d - offsetof(struct pconn, bulk_flush));
+
+	(void)s;
+	if (!pc->closing)
+		pc_bulk_flush(pc);
+	if (pc->closing)
+		pc_maybe_free(pc);
 }
 
 /* Grant the guest more room as the host peer's socket takes its bytes (G4.4). */
@@ -552,7 +577,7 @@ static void pc_rx(struct shard *s, struct shard_recv *r, struct chunk *c, int re
 				pc_close(pc, true);
 				return;
 			}
-			pc_bulk_flush(pc);
+			shard_defer(s, &pc->bulk_flush); /* the turn's chunks go out together */
 		} else {
 			segq_init(&q);
 			if (proto_data_frame_prepend(c, PROTO_T_TCP_DATA, l->id_lo) < 0 ||
@@ -566,7 +591,7 @@ static void pc_rx(struct shard *s, struct shard_recv *r, struct chunk *c, int re
 			link_send_to_console(s, l, &q);
 		}
 		/* Past the agent's grant, or too much queued toward the guest: stop reading. */
-		if (pc->rx_want && (pc->wait.n || link_should_pause(s, l))) {
+		if (pc->rx_want && (pc_bulk_blocked(pc) || link_should_pause(s, l))) {
 			pc->rx_want = false;
 			shard_recv_stop(s, &pc->rx);
 		}
@@ -666,6 +691,7 @@ static void pc_maybe_free(struct pconn *pc)
 	if (!pc->closing || pc->rx_running || sender_busy(&pc->out))
 		return;
 	sender_destroy(&pc->out);
+	shard_defer_cancel(es->s, &pc->bulk_flush);
 	segq_clear(&pc->wait);
 	framer_destroy(&pc->fr);
 	link_put(pc->link);
@@ -701,6 +727,7 @@ static void pc_new(struct eshard *es, struct port *p, int fd)
 	pc->p = p;
 	framer_init(&pc->fr, PROTO_MAX_FRAME_LEN);
 	sender_init(&pc->out, s, fd, false, pc_write_done, pc_wdefer);
+	shard_defer_init(&pc->bulk_flush, pc_bulk_flush_deferred);
 	pc->rx.fn = pc_rx;
 	snprintf(pc->link->port_host, sizeof(pc->link->port_host), "127.0.0.1");
 	pc->link->port_guest = p->spec.guest_port;

@@ -1,8 +1,9 @@
 /*
  * perf/port_bench.c - sw-port-bench: published-port throughput (1 and 8
- * streams, each way) and echo latency at 1,000 connections through a real
- * sandwired, each next to a direct loopback connection to the same server
- * measured in the same run.
+ * streams, each way), exec stdout, file copies with `sandwire cp` (fs
+ * Write and Read, verified) and echo latency at 1,000 connections through a
+ * real sandwired, each next to a direct baseline (loopback connection to
+ * the same server, /bin/cp) measured in the same run.
  *
  * The "guest" servers run in this process on 127.0.0.1: a sandbox of the
  * process backend without a network namespace shares the host's loopback,
@@ -14,7 +15,7 @@
  * through ../shared/peers/agentd/agentd-fd3.sh) behind the same daemon.
  * --peer PATH adds a second sandbox whose agent is PATH, measured in the
  * same run from the same client, with the ratio of the two (and exec
- * stdout MB/s through an attached client for both).
+ * stdout MB/s through an attached client and file copies for both).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -441,6 +442,95 @@ static double exec_stdout(const char *sock, const char *name, unsigned mib)
 	return (double)got / ((double)t0 / 1e9) / 1e6;
 }
 
+/* ---- files: sandwire cp ------------------------------------------------------------ */
+
+/* Run <argv> (argv[0] a path) to success; returns the seconds it took. */
+static double run_timed(char *const *argv)
+{
+	uint64_t t0 = now_ns();
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		fprintf(stderr, "sw-port-bench: %s %s %s failed\n", argv[0], argv[1], argv[2]);
+		exit(1);
+	}
+	return (double)(now_ns() - t0) / 1e9;
+}
+
+/* Fail unless files <a> and <b> hold the same bytes. */
+static void check_same(const char *a, const char *b)
+{
+	static uint8_t x[1u << 20], y[1u << 20];
+	FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+	size_t na, nb;
+
+	if (!fa || !fb)
+		die("open a copied file");
+	do {
+		na = fread(x, 1, sizeof(x), fa);
+		nb = fread(y, 1, sizeof(y), fb);
+		if (na != nb || memcmp(x, y, na)) {
+			fprintf(stderr, "sw-port-bench: %s and %s differ\n", a, b);
+			exit(1);
+		}
+	} while (na);
+	fclose(fa);
+	fclose(fb);
+}
+
+/* A file of <bytes> pseudo-random bytes at <path>. */
+static void make_file(const char *path, uint64_t bytes)
+{
+	static uint64_t w[1u << 17];
+	uint64_t s = 0x9e3779b97f4a7c15ull;
+	FILE *f = fopen(path, "wb");
+
+	if (!f)
+		die("create the test file");
+	for (uint64_t done = 0; done < bytes; done += sizeof(w)) {
+		for (size_t i = 0; i < sizeof(w) / 8; i++) {
+			s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+			w[i] = s;
+		}
+		if (fwrite(w, 1, bytes - done < sizeof(w) ? bytes - done : sizeof(w), f) == 0)
+			die("write the test file");
+	}
+	fclose(f);
+}
+
+/*
+ * MB/s of `sandwire cp` writing <src> (<bytes>) into sandbox <name> and
+ * reading it back (fs Write and Read streams), both copies verified; with
+ * <name> NULL, of /bin/cp doing the same on the host (the baseline).
+ */
+static void fs_copy(const char *sock, const char *name, const char *dir, const char *src,
+	uint64_t bytes, double *wr, double *rd)
+{
+	char up[256], remote[300], back[256];
+
+	snprintf(up, sizeof(up), "%s/%s.up", dir, name ? name : "direct");
+	snprintf(back, sizeof(back), "%s/%s.back", dir, name ? name : "direct");
+	snprintf(remote, sizeof(remote), "%s:%s", name ? name : "", up);
+	if (name) {
+		*wr = (double)bytes / run_timed((char *[]){SW_SANDWIRE_BIN, "--socket", (char *)sock,
+					      "cp", (char *)src, remote, NULL}) / 1e6;
+		*rd = (double)bytes / run_timed((char *[]){SW_SANDWIRE_BIN, "--socket", (char *)sock,
+					      "cp", remote, back, NULL}) / 1e6;
+	} else {
+		*wr = (double)bytes / run_timed((char *[]){"/bin/cp", (char *)src, up, NULL}) / 1e6;
+		*rd = (double)bytes / run_timed((char *[]){"/bin/cp", up, back, NULL}) / 1e6;
+	}
+	check_same(src, up);
+	check_same(src, back);
+	unlink(up);
+	unlink(back);
+}
+
 static void copy_stats(const char *sock, uint64_t *copies, uint64_t *bytes);
 
 static void add_stats(const struct engine_shard_stats *st, void *ctx)
@@ -547,6 +637,26 @@ int main(int argc, char **argv)
 
 			printf("    peer agent               %8.0f MB/s (this/peer %.2fx)\n", q, e / q);
 		}
+	}
+	{
+		char src[160];
+		double dw, dr, w, r;
+
+		snprintf(src, sizeof(src), "%s/file", dir);
+		make_file(src, g_total);
+		fs_copy(sock, NULL, dir, src, g_total, &dw, &dr);
+		fs_copy(sock, "bench", dir, src, g_total, &w, &r);
+		printf("  files, sandwire cp of %u MiB (process start included; direct: /bin/cp):\n", mib);
+		printf("    write into the sandbox %8.0f  direct %8.0f  ratio %.2fx\n", w, dw, w / dw);
+		printf("    read out of it         %8.0f  direct %8.0f  ratio %.2fx\n", r, dr, r / dr);
+		if (peer) {
+			double qw, qr;
+
+			fs_copy(sock, "peer", dir, src, g_total, &qw, &qr);
+			printf("    peer agent: write %8.0f (this/peer %.2fx), read %8.0f (this/peer %.2fx)\n",
+				qw, w / qw, qr, r / qr);
+		}
+		unlink(src);
 	}
 	{
 		double dp50, dp99, drps, pp50, pp99, prps;
