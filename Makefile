@@ -4,6 +4,8 @@
 #   make        configure + build (RelWithDebInfo) into build/
 #   make test   deps + build + run the whole Criterion suite through CTest
 #   make bench  run the micro-benchmarks and the agent benchmark, with ratios to baselines
+#   make bench-peer  sw-port-bench with microsandbox's agentd 0.7.2 beside sandwire-agent
+#               (fetched with npm through ../shared/peers/agentd; needs root for the peer)
 #   make asan   build into build-asan/ with ASan+UBSan and run the suite
 #   make tsan   build into build-tsan/ with TSan and run the threaded tests
 #   make fuzz   build the libFuzzer targets with clang and fuzz the codec for FUZZ_SECONDS
@@ -16,8 +18,10 @@ PACKAGES   := build-essential cmake pkg-config liburing-dev libmimalloc-dev libc
               libcriterion-dev libbenchmark-dev python3-cbor2
 
 FUZZ_SECONDS ?= 60
+PEERS        ?= ../shared/peers/agentd
+AGENTD_CACHE ?= /tmp/sw-agentd-0.7.2
 
-.PHONY: all deps build test bench asan tsan fuzz run clean format
+.PHONY: all deps build test bench bench-peer asan tsan fuzz run clean format
 
 all: build
 
@@ -47,6 +51,14 @@ bench: deps
 	$(BUILD)/perf/sw-bench --benchmark_min_time=0.2
 	$(BUILD)/perf/sw-agent-bench
 	$(BUILD)/perf/sw-port-bench
+
+bench-peer: deps
+	$(MAKE) build
+	AGENTD_VERSION=0.7.2 SW_AGENTD_CACHE=$(AGENTD_CACHE) sh $(PEERS)/build.sh
+	printf '#!/bin/sh\nexport AGENTD_VERSION=0.7.2 SW_AGENTD_CACHE=%s\nexec %s/agentd-fd3.sh "$$@"\n' \
+		"$(AGENTD_CACHE)" "$$(cd $(PEERS) && pwd)" > $(BUILD)/agentd-0.7.2.sh
+	chmod +x $(BUILD)/agentd-0.7.2.sh
+	$(BUILD)/perf/sw-port-bench --peer $(BUILD)/agentd-0.7.2.sh
 
 asan: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSW_SANITIZE=asan -DSW_BUILD_BENCH=OFF
