@@ -62,9 +62,11 @@
  * A bad record or bulk control frame fails only its operation:
  * core.bulk.cancel (reason 5) and fs.response ok:false; an I/O error while
  * the flow is open sends the cancel with reason 2 first.  A host cancel ends
- * the operation with ok:false.  Host records are copied once from the
- * console buffer into the sink's chunks (the console buffer is reused by the
- * next read), as TCP bulk records are.
+ * the operation with ok:false.  Host records are checked as soon as their
+ * prefix is in (agent_fs_record_begin) and their payload is then read by
+ * the console reader straight into the sink's chunks, as TCP bulk records
+ * are; only what came in one read with the prefix, or a record the reader
+ * cannot take that way, is copied from the console buffer.
  *
  * State: the handle table hangs off struct agent (a->fs), owned by the loop
  * thread like everything else in the agent.
@@ -1693,6 +1695,28 @@ bool agent_fs_record(struct agent *a, const struct proto_frame *f)
 	}
 	st->received += r.len;
 	return true;
+}
+
+/*
+ * The prefix <r> of a raw record whose payload is still on the console:
+ * when it is a valid record of a live write stream's flow within its
+ * declared length (the checks of agent_fs_record) and the file's sink takes
+ * data, it is counted as received and the sink is returned for the
+ * payload.  NULL, nothing changed, otherwise: the whole frame goes to
+ * agent_fs_record later.  Loop thread.
+ */
+struct agent_sink *agent_fs_record_begin(struct agent *a, const struct proto_bulk_rec *r)
+{
+	struct fs_stream *st = fs_stream_of(a, r->id);
+
+	if (!st || !st->bulk || !st->is_write || st->sink.closed || st->sink.close_after)
+		return NULL;
+	if (st->len.set && r->len > st->len.v - st->received)
+		return NULL;
+	if (proto_bulk_rx_record(&st->h2g, r) < 0)
+		return NULL;
+	st->received += r->len;
+	return &st->sink;
 }
 
 /*

@@ -11,6 +11,9 @@
  *   console fd --read--> rx[] --frames parsed in place--> dispatch
  *                                     (stdin/tcp payload copied into a chunk
  *                                      only when it must wait for its fd)
+ *   console fd --readv of a raw record's payload--> chunks --> its sink
+ *                                     (bulk TCP and fs Write flows: no copy;
+ *                                      struct agent_rx_record)
  *   exec pipe / tcp socket --read into chunk payload--> header framed in the
  *   chunk's headroom --> tx queue --writev (batched)--> console fd
  *
@@ -46,6 +49,8 @@
 #define AGENT_RX_READ 65536u          /* console read size */
 #define AGENT_RX_CAP (PROTO_MAX_WIRE_SIZE + AGENT_RX_READ) /* one maximal frame + one read */
 #define AGENT_TX_IOV 64u              /* chunks per console writev */
+#define AGENT_RX_IOV 16u              /* chunks per console readv of record payload */
+#define AGENT_RX_HEADER_FRAMES 8u     /* frames read one by one after a record (AGENT_RX_HEADER) */
 #define AGENT_RING_ENTRIES 1024u
 #define AGENT_ARENA_SIZE (256u * 1024) /* decode scratch for one frame's lists */
 #define AGENT_SHUTDOWN_GRACE_MS 1500  /* SIGTERM -> SIGKILL on core.shutdown (wire.md) */
@@ -207,12 +212,36 @@ struct agent_tcp {
 	bool h2g_shut;              /* host finish applied: the socket's write side is shut */
 };
 
+/*
+ * What the next console read is for.  FRAMES: big reads into rx[], frames
+ * parsed in place.  When the parser stops at a raw record whose prefix is
+ * in and whose flow's sink takes chunks, PAYLOAD: the rest of its payload is
+ * read straight into chunks handed to that sink.  Then HEADER: only the
+ * frame at hand is read into rx[] (a record prefix, or the rest of a frame
+ * of at most AGENT_RX_READ bytes); another such record goes to PAYLOAD
+ * again, so does one after a few control frames between records; a larger
+ * frame, or more than AGENT_RX_HEADER_FRAMES frames, go back to FRAMES.
+ */
+enum agent_rx_mode { AGENT_RX_FRAMES = 0, AGENT_RX_PAYLOAD, AGENT_RX_HEADER };
+
+/* The raw record whose payload the console reader takes straight into chunks. */
+struct agent_rx_record {
+	struct agent_sink *sink;
+	struct agent_sess *sess;        /* referenced until the payload is all read */
+	uint32_t left;                  /* payload bytes still on the console */
+	size_t wire;                    /* the record's wire size (G6) */
+	struct chunk *c[AGENT_RX_IOV];  /* chunks of the next read, c[0] maybe partly filled */
+	unsigned n;                     /* 0: no chunk was free, the read goes to rx[] (a copy) */
+	struct iovec iov[AGENT_RX_IOV];
+};
+
 enum agent_boot_state { AGENT_BOOT_WAIT_BOOTSTRAP = 1, AGENT_BOOT_WAIT_ACK, AGENT_BOOT_RUNNING };
 
 struct agent_stats {
 	uint64_t frames_in, frames_out;
 	uint64_t bytes_in, bytes_out;
 	uint64_t copies, copied_bytes;     /* user-space payload copies (host->guest queueing) */
+	uint64_t zero_copy_bytes;          /* record payload read straight into sink chunks */
 	uint64_t dropped_unknown_id;       /* frames for ids with no session (counted, F14) */
 	uint64_t bad_frames;               /* answered with core.error */
 	uint64_t pool_overflow;            /* control chunks taken from the heap */
@@ -255,6 +284,9 @@ struct agent {
 	size_t rx_off;                 /* first unprocessed byte */
 	size_t rx_len;                 /* bytes in rx[] */
 	bool rx_reading, rx_eof;
+	enum agent_rx_mode rx_mode;
+	unsigned rx_header_frames;     /* AGENT_RX_HEADER: frames handled since the record */
+	struct agent_rx_record rx_rec; /* AGENT_RX_PAYLOAD: the record being read */
 	bool console_lost;             /* the host end is gone: nothing more can be sent */
 	unsigned rx_paused;            /* sinks over their queue limit: stop reading the console */
 	uint8_t *arena_mem;
@@ -313,6 +345,7 @@ int agent_fs_init(struct agent *a);
 void agent_fs_request(struct agent *a, uint32_t id, uint8_t v, const struct proto_fs_request *rq);
 void agent_fs_data(struct agent *a, uint32_t id, const uint8_t *p, size_t n);
 bool agent_fs_record(struct agent *a, const struct proto_frame *f);
+struct agent_sink *agent_fs_record_begin(struct agent *a, const struct proto_bulk_rec *r);
 bool agent_fs_bulk_control(struct agent *a, uint32_t id, const struct proto_msg *m);
 void agent_fs_abort_range(struct agent *a, uint32_t start, uint32_t end);
 void agent_fs_close_all(struct agent *a);
@@ -331,6 +364,8 @@ void agent_src_complete(struct agent *a, struct agent_src *src, int res);
 void agent_src_chunk_sent(struct agent *a, struct agent_src *src);
 void agent_sink_init(struct agent_sink *k, struct agent_sess *s, int fd, bool is_socket);
 int agent_sink_push(struct agent *a, struct agent_sink *k, const uint8_t *p, size_t n);
+int agent_sink_push_chunks(struct agent *a, struct agent_sink *k, struct chunk **v, unsigned n);
+void agent_sink_fail(struct agent *a, struct agent_sink *k, int err);
 void agent_sink_close(struct agent *a, struct agent_sink *k);
 void agent_sink_kick(struct agent *a, struct agent_sink *k);
 void agent_sink_complete(struct agent *a, struct agent_sink *k, int res);
@@ -358,6 +393,7 @@ void agent_exec_stdin_wrote(struct agent *a, struct agent_exec *e);
 /* tcp.c */
 void agent_tcp_connect(struct agent *a, uint32_t id, uint8_t v, const struct proto_tcp_connect *c);
 void agent_tcp_record(struct agent *a, const struct proto_frame *f);
+struct agent_sink *agent_tcp_record_begin(struct agent *a, const struct proto_bulk_rec *r);
 void agent_tcp_bulk_control(struct agent *a, uint32_t id, const struct proto_msg *m);
 void agent_tcp_sink_wrote(struct agent *a, struct agent_tcp *t, size_t n);
 void agent_tcp_data(struct agent *a, uint32_t id, const uint8_t *p, size_t n);

@@ -14,7 +14,9 @@
  * A sink (exec stdin, a TCP socket) receives host payload parsed out of the
  * console receive buffer.  That buffer is reused on the next read, so the
  * payload is copied once into chunks (counted in stats.copies) and written
- * with one io_uring write at a time.  A sink holding more than
+ * with one io_uring write at a time.  The payload of a raw record of a bulk
+ * flow is mostly read by the console reader straight into chunks, which the
+ * sink takes as they are (agent_sink_push_chunks, stats.zero_copy_bytes).  A sink holding more than
  * AGENT_IN_QUEUE_MAX bytes pauses the console reader (the reference's
  * backpressure, F8) while every other session's output keeps flowing.
  * For a generation-9 host, each data frame a sink takes counts toward the
@@ -350,6 +352,41 @@ int agent_sink_push(struct agent *a, struct agent_sink *k, const uint8_t *p, siz
 	return 0;
 }
 
+/*
+ * Queue the <n> chunks of <v> (payload at chunk_ptr, c->len bytes each)
+ * toward <k> as they are, with the accounting of agent_sink_push.  The
+ * chunks are <k>'s either way: -EPIPE (released) when it takes no more.
+ */
+int agent_sink_push_chunks(struct agent *a, struct agent_sink *k, struct chunk **v, unsigned n)
+{
+	bool was_over = sink_over_limit(k);
+	unsigned i;
+
+	if (k->closed || k->close_after) {
+		for (i = 0; i < n; i++)
+			agent_chunk_release(a, v[i]);
+		return -EPIPE;
+	}
+	for (i = 0; i < n; i++) {
+		struct chunk *c = v[i];
+
+		c->user = NULL;
+		c->next = NULL;
+		if (k->tail)
+			k->tail->next = c;
+		else
+			k->head = c;
+		k->tail = c;
+		k->bytes += c->len;
+		k->pushed += c->len;
+		a->st.zero_copy_bytes += c->len;
+	}
+	sink_claim(a, k);
+	sink_account(a, k, was_over);
+	agent_sink_kick(a, k);
+	return 0;
+}
+
 void agent_sink_close(struct agent *a, struct agent_sink *k)
 {
 	if (k->closed)
@@ -425,17 +462,23 @@ void agent_sink_complete(struct agent *a, struct agent_sink *k, int res)
 	} else if (res == -EINTR || res == -EAGAIN) {
 		agent_sink_kick(a, k);
 	} else {
-		int err = res < 0 ? -res : EIO;
-
-		agent_sink_drop(a, k);
-		if (s->kind == AGENT_SESS_EXEC)
-			agent_exec_sink_error(a, (struct agent_exec *)s, err);
-		else if (s->kind == AGENT_SESS_TCP)
-			agent_tcp_sink_error(a, (struct agent_tcp *)s, err);
-		else
-			agent_fs_sink_error(a, s, err);
+		agent_sink_fail(a, k, res < 0 ? -res : EIO);
 	}
 	agent_sess_put(a, s); /* the write's reference */
+}
+
+/* <k> cannot go on (errno <err>): drop what it holds and let its session fail. */
+void agent_sink_fail(struct agent *a, struct agent_sink *k, int err)
+{
+	struct agent_sess *s = k->sess;
+
+	agent_sink_drop(a, k);
+	if (s->kind == AGENT_SESS_EXEC)
+		agent_exec_sink_error(a, (struct agent_exec *)s, err);
+	else if (s->kind == AGENT_SESS_TCP)
+		agent_tcp_sink_error(a, (struct agent_tcp *)s, err);
+	else
+		agent_fs_sink_error(a, s, err);
 }
 
 /* Give back the chunks a source or sink still holds (agent teardown). */

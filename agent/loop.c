@@ -13,7 +13,10 @@
  *   3. flush: one writev of everything queued for the console this turn.
  *
  * The console is read into rx[], a buffer of one maximal frame plus one read
- * (AGENT_RX_CAP), and frames are parsed in place.  A framing error (len < 5
+ * (AGENT_RX_CAP), and frames are parsed in place.  The payload of a raw
+ * record for a bulk flow whose sink takes chunks is read straight into
+ * chunks instead (enum agent_rx_mode): a bulk stream costs two reads per
+ * record and no copy.  A framing error (len < 5
  * or > 4 MiB) ends the channel: with --fd the agent exits with status 3; as
  * PID 1 it drops the buffer and waits for a new core.bootstrap (wire.md).
  * Anything else that is wrong with a frame is answered with core.error on
@@ -37,6 +40,7 @@
 #include "agent/agent.h"
 #include "agent/internal.h"
 #include "agent/resolve.h"
+#include "proto/bulk.h"
 
 #define AGENT_CHUNK_PACK 0x1u /* chunk.flags: control frames may be appended to it */
 
@@ -388,21 +392,82 @@ static void tx_complete(struct agent *a, int res)
 
 /* ---- console input ------------------------------------------------------ */
 
+/*
+ * Read the rest of the record's payload (exactly: the next frame's bytes
+ * stay on the console) into chunks, as many as it needs up to AGENT_RX_IOV;
+ * the poll(2) fallback has no readv, so one chunk a read there.  With no
+ * chunk free the bytes go through rx[] and are copied: never a wait.
+ */
+static void rx_arm_payload(struct agent *a)
+{
+	struct agent_rx_record *rec = &a->rx_rec;
+	unsigned max = a->fallback ? 1 : AGENT_RX_IOV, i;
+	struct io_uring_sqe *sqe;
+	size_t room = 0;
+	uint32_t want = rec->left;
+
+	for (i = 0; i < rec->n; i++)
+		room += chunk_tailroom(rec->c[i]);
+	while (rec->n < max && room < rec->left) {
+		struct chunk *c = agent_chunk_get(a, false);
+
+		if (!c)
+			break;
+		rec->c[rec->n++] = c;
+		room += chunk_tailroom(c);
+	}
+	for (i = 0; i < rec->n && want > 0; i++) {
+		struct chunk *c = rec->c[i];
+		uint32_t take = want < chunk_tailroom(c) ? want : chunk_tailroom(c);
+
+		rec->iov[i] = (struct iovec){chunk_ptr(c) + c->len, take};
+		want -= take;
+	}
+	sqe = agent_sqe(a);
+	if (rec->n == 0)
+		io_uring_prep_read(sqe, a->con_fd, a->rx,
+			rec->left < AGENT_RX_READ ? rec->left : AGENT_RX_READ, (__u64)-1);
+	else if (i == 1)
+		io_uring_prep_read(sqe, a->con_fd, rec->iov[0].iov_base,
+			(unsigned)rec->iov[0].iov_len, (__u64)-1);
+	else
+		io_uring_prep_readv(sqe, a->con_fd, rec->iov, i, (__u64)-1);
+	io_uring_sqe_set_data(sqe, &a->op_con_read);
+	a->rx_reading = true;
+}
+
 static void rx_arm(struct agent *a)
 {
 	struct io_uring_sqe *sqe;
+	size_t want;
 
 	if (a->rx_reading || a->rx_eof || a->rx_paused || a->quit)
 		return;
+	if (a->rx_mode == AGENT_RX_PAYLOAD) {
+		rx_arm_payload(a);
+		return;
+	}
 	/* Keep room for one read after a partial frame; compact lazily. */
 	if (AGENT_RX_CAP - a->rx_len < AGENT_RX_READ && a->rx_off > 0) {
 		memmove(a->rx, a->rx + a->rx_off, a->rx_len - a->rx_off);
 		a->rx_len -= a->rx_off;
 		a->rx_off = 0;
 	}
+	want = AGENT_RX_CAP - a->rx_len;
+	if (a->rx_mode == AGENT_RX_HEADER) {
+		/* The frame at hand and no more: a record prefix, or the rest of a small frame. */
+		size_t have = a->rx_len - a->rx_off, need = PROTO_BULK_PREFIX_SIZE;
+		struct proto_frame f;
+
+		if (proto_frame_parse(a->rx + a->rx_off, have, &f) == 0 && f.need > need)
+			need = f.need;
+		if (need > have && need - have <= AGENT_RX_READ)
+			want = need - have;
+		else
+			a->rx_mode = AGENT_RX_FRAMES;
+	}
 	sqe = agent_sqe(a);
-	io_uring_prep_read(sqe, a->con_fd, a->rx + a->rx_len, (unsigned)(AGENT_RX_CAP - a->rx_len),
-		(__u64)-1);
+	io_uring_prep_read(sqe, a->con_fd, a->rx + a->rx_len, (unsigned)want, (__u64)-1);
 	io_uring_sqe_set_data(sqe, &a->op_con_read);
 	a->rx_reading = true;
 }
@@ -716,21 +781,21 @@ static void handle_running_input(struct agent *a, const struct proto_frame *f,
  * frame whose payload a sink takes is consumed once written (io.c), any
  * other frame (control, or data refused or dropped) once handled.
  */
-static void credit_begin(struct agent *a, const struct proto_frame *f, bool data)
+static void credit_begin(struct agent *a, size_t wire, bool data)
 {
 	if (!a->wt_on)
 		return;
-	credit_count_in(a, data, f->wire_len);
-	a->wt_cur_wire = f->wire_len;
+	credit_count_in(a, data, wire);
+	a->wt_cur_wire = wire;
 	a->wt_cur_data = data;
 }
 
-static void credit_end(struct agent *a, const struct proto_frame *f, bool data)
+static void credit_end(struct agent *a, size_t wire, bool data)
 {
 	if (!a->wt_on)
 		return;
 	if (!data || a->wt_cur_data) /* not attached to a sink */
-		agent_credit_release(a, data, f->wire_len, 1);
+		agent_credit_release(a, data, wire, 1);
 	a->wt_cur_data = false;
 }
 
@@ -745,10 +810,10 @@ static void handle_frame(struct agent *a, const struct proto_frame *f)
 	if (a->boot == AGENT_BOOT_RUNNING && (f->flags & PROTO_FLAG_BULK)) {
 		/* A raw record (or a stray 0x08 bit): never CBOR, never fatal (wire.md). */
 		count_host_frame(a, PROTO_T_TCP_DATA);
-		credit_begin(a, f, true);
+		credit_begin(a, f->wire_len, true);
 		if (!agent_fs_record(a, f))
 			agent_tcp_record(a, f);
-		credit_end(a, f, true);
+		credit_end(a, f->wire_len, true);
 		return;
 	}
 	proto_arena_init(&arena, a->arena_mem, AGENT_ARENA_SIZE);
@@ -762,9 +827,112 @@ static void handle_frame(struct agent *a, const struct proto_frame *f)
 		return;
 	}
 	data = proto_type_is_input_data(m.type);
-	credit_begin(a, f, data);
+	credit_begin(a, f->wire_len, data);
 	handle_running_input(a, f, &m, rc, &ei);
-	credit_end(a, f, data);
+	credit_end(a, f->wire_len, data);
+}
+
+/*
+ * The partial frame at the end of rx[] is a raw record: when its prefix is
+ * in, a chunk is free and it is a valid record of a bulk flow whose sink
+ * takes data (agent_fs_record_begin, agent_tcp_record_begin: the checks of
+ * the whole-frame path), take it now.  The payload bytes already in rx[]
+ * are copied to the sink; the rest is read straight into chunks
+ * (AGENT_RX_PAYLOAD).  False, nothing changed, otherwise: the frame is
+ * parsed whole when it is in, as any other.
+ */
+static bool rx_record_begin(struct agent *a)
+{
+	struct agent_rx_record *rec = &a->rx_rec;
+	const uint8_t *p = a->rx + a->rx_off;
+	size_t have = a->rx_len - a->rx_off;
+	struct proto_bulk_rec r;
+	struct agent_sink *k;
+	struct chunk *c;
+	int rc;
+
+	if (a->boot != AGENT_BOOT_RUNNING || have < PROTO_BULK_PREFIX_SIZE ||
+		proto_bulk_prefix_parse(p, have, &r) != PROTO_BULK_PREFIX_SIZE)
+		return false;
+	c = agent_chunk_get(a, false);
+	if (!c)
+		return false;
+	k = agent_fs_record_begin(a, &r);
+	if (!k)
+		k = agent_tcp_record_begin(a, &r);
+	if (!k) {
+		agent_chunk_release(a, c);
+		return false;
+	}
+	count_host_frame(a, PROTO_T_TCP_DATA);
+	if (a->wt_on) /* consumed once its last byte is written (rx_record_payload) */
+		credit_count_in(a, true, PROTO_BULK_PREFIX_SIZE + (size_t)r.len);
+	rec->sink = k;
+	rec->sess = k->sess;
+	rec->sess->refs++;
+	rec->wire = PROTO_BULK_PREFIX_SIZE + (size_t)r.len;
+	have -= PROTO_BULK_PREFIX_SIZE;
+	rec->left = r.len - (uint32_t)have;
+	rec->c[0] = c;
+	rec->n = 1;
+	a->rx_mode = AGENT_RX_PAYLOAD;
+	if (have > 0) {
+		rc = agent_sink_push(a, k, p + PROTO_BULK_PREFIX_SIZE, have);
+		if (rc < 0 && rc != -EPIPE)
+			agent_sink_fail(a, k, -rc);
+	}
+	a->rx_off = a->rx_len = 0;
+	return true;
+}
+
+/*
+ * <n> payload bytes of the record came in: full chunks (all of them after
+ * the last byte) go to the sink as they are, a partly filled one waits for
+ * the next read.  After the last byte the record is consumed as a whole
+ * frame is (G6) and the reader looks for the next record prefix.  A sink
+ * that ended meanwhile (its stream failed or was closed) drops the rest.
+ */
+static void rx_record_payload(struct agent *a, size_t n)
+{
+	struct agent_rx_record *rec = &a->rx_rec;
+	struct chunk *full[AGENT_RX_IOV];
+	unsigned nfull = 0, keep = 0;
+	bool last = n == rec->left;
+	int rc;
+
+	rec->left -= (uint32_t)n;
+	for (unsigned i = 0; i < rec->n; i++) {
+		struct chunk *c = rec->c[i];
+		uint32_t take = n < chunk_tailroom(c) ? (uint32_t)n : chunk_tailroom(c);
+
+		c->len += take;
+		n -= take;
+		if (c->len > 0 && (last || chunk_tailroom(c) == 0))
+			full[nfull++] = c;
+		else if (last)
+			agent_chunk_release(a, c);
+		else
+			rec->c[keep++] = c;
+	}
+	if (last && a->wt_on) { /* the frame attaches to the sink with its last bytes */
+		a->wt_cur_wire = rec->wire;
+		a->wt_cur_data = true;
+	}
+	if (rec->n == 0)
+		rc = agent_sink_push(a, rec->sink, a->rx, n);
+	else
+		rc = agent_sink_push_chunks(a, rec->sink, full, nfull);
+	rec->n = keep;
+	if (rc < 0 && rc != -EPIPE)
+		agent_sink_fail(a, rec->sink, -rc);
+	if (!last)
+		return;
+	credit_end(a, rec->wire, true);
+	agent_sess_put(a, rec->sess);
+	rec->sink = NULL;
+	rec->sess = NULL;
+	a->rx_mode = AGENT_RX_HEADER;
+	a->rx_header_frames = 0;
 }
 
 /* A framing error: the byte stream cannot be trusted any more. */
@@ -772,6 +940,7 @@ static void framing_error(struct agent *a, int rc)
 {
 	agent_log(a, 0, "console framing error: %s; the channel is unusable", proto_strerror(rc));
 	a->rx_len = a->rx_off = 0;
+	a->rx_mode = AGENT_RX_FRAMES;
 	if (a->cfg->pid1) {
 		/* init never exits: wait for the host to start over with a bootstrap. */
 		a->boot = AGENT_BOOT_WAIT_BOOTSTRAP;
@@ -788,14 +957,19 @@ static void rx_process(struct agent *a)
 		struct proto_frame f;
 		int rc = proto_frame_parse(a->rx + a->rx_off, a->rx_len - a->rx_off, &f);
 
-		if (rc == 0)
+		if (rc == 0) {
+			rx_record_begin(a);
 			break;
+		}
 		if (rc < 0) {
 			framing_error(a, rc);
 			return;
 		}
 		handle_frame(a, &f);
 		a->rx_off += (size_t)rc;
+		/* Frames between records are read one by one, a few only: then big reads again. */
+		if (a->rx_mode == AGENT_RX_HEADER && ++a->rx_header_frames == AGENT_RX_HEADER_FRAMES)
+			a->rx_mode = AGENT_RX_FRAMES;
 	}
 	if (a->rx_off == a->rx_len)
 		a->rx_off = a->rx_len = 0;
@@ -805,9 +979,13 @@ static void rx_complete(struct agent *a, int res)
 {
 	a->rx_reading = false;
 	if (res > 0) {
-		a->rx_len += (size_t)res;
 		a->st.bytes_in += (uint64_t)res;
-		rx_process(a);
+		if (a->rx_mode == AGENT_RX_PAYLOAD) {
+			rx_record_payload(a, (size_t)res);
+		} else {
+			a->rx_len += (size_t)res;
+			rx_process(a);
+		}
 	} else if (res == 0 || (res < 0 && res != -EINTR && res != -EAGAIN)) {
 		if (res < 0 && res != -ECONNRESET)
 			agent_log(a, 0, "console read failed: %s", strerror(-res));
@@ -1028,6 +1206,8 @@ static void agent_destroy(struct agent *a)
 	agent_resolve_destroy(a); /* joins the resolver thread; touches no session */
 	for (unsigned i = 0; i < a->txw_n; i++)
 		agent_chunk_release(a, a->txw[i]);
+	for (unsigned i = 0; i < a->rx_rec.n; i++)
+		agent_chunk_release(a, a->rx_rec.c[i]);
 	for (c = a->tx_head; c;) {
 		struct chunk *nx = c->next;
 
@@ -1166,10 +1346,12 @@ int agent_run(const struct agent_config *cfg)
 		agent_reap(&a, flush_cqe);
 	}
 	rc = a.exit_code;
-	agent_log(&a, 2, "exit: frames in %llu out %llu, bad %llu, payload copies %llu (%llu bytes)",
+	agent_log(&a, 2,
+		"exit: frames in %llu out %llu, bad %llu, payload copies %llu (%llu bytes), "
+		"zero-copy payload %llu bytes",
 		(unsigned long long)a.st.frames_in, (unsigned long long)a.st.frames_out,
 		(unsigned long long)a.st.bad_frames, (unsigned long long)a.st.copies,
-		(unsigned long long)a.st.copied_bytes);
+		(unsigned long long)a.st.copied_bytes, (unsigned long long)a.st.zero_copy_bytes);
 	if (cfg->pid1) {
 		sync();
 		reboot(RB_POWER_OFF);

@@ -25,7 +25,8 @@
  * then core.bulk.accepted (both flows), and from then on the data moves as
  * raw records only:
  *
- *   host records (flow 1) --checked (G4.6)--> sink --socket write-->
+ *   host records (flow 1) --checked (G4.6) once the prefix is in-->
+ *       payload read straight into the sink's chunks --socket write-->
  *       core.bulk.credit as the bytes reach the socket
  *   socket reads (flow 2) --record prefix in the chunk's headroom--> host,
  *       each read bounded by the host's credit
@@ -590,6 +591,23 @@ void agent_tcp_record(struct agent *a, const struct proto_frame *f)
 		bulk_fail(a, t, "TCP session is closed");
 	else if (rc < 0)
 		tcp_finish(a, t, "write TCP stream: out of memory");
+}
+
+/*
+ * The prefix <r> of a raw record whose payload is still on the console:
+ * when it is a valid record of a live stream's host->guest flow (the checks
+ * of agent_tcp_record) and the socket's sink takes data, it is counted in
+ * the flow and the sink is returned for the payload.  NULL, nothing
+ * changed, otherwise: the whole frame goes to agent_tcp_record later.
+ */
+struct agent_sink *agent_tcp_record_begin(struct agent *a, const struct proto_bulk_rec *r)
+{
+	struct agent_tcp *t = tcp_of(a, r->id);
+
+	if (!t || !t->bulk || t->wr.closed || t->wr.close_after ||
+		proto_bulk_rx_record(&t->h2g, r) < 0)
+		return NULL;
+	return &t->wr;
 }
 
 /*
