@@ -1632,26 +1632,6 @@ void agent_fs_data(struct agent *a, uint32_t id, const uint8_t *p, size_t n)
 	st->received += n;
 }
 
-/* Text of a record's fault against its flow, worded as agentd words it (G4.6). */
-static void fs_record_error(
-	char *buf, size_t cap, int rc, const struct fs_stream *st, const struct proto_bulk_rec *r)
-{
-	const char *head = "invalid filesystem bulk record: bulk record";
-
-	if (rc == PROTO_E_BULK_OFFSET)
-		snprintf(buf, cap, "%s offset %llu does not match expected %llu", head,
-			(unsigned long long)r->offset, (unsigned long long)st->h2g.next_expected);
-	else if (rc == PROTO_E_BULK_CREDIT)
-		snprintf(buf, cap, "%s end %llu exceeds credit limit %llu", head,
-			(unsigned long long)(r->offset + r->len),
-			(unsigned long long)st->h2g.credit_limit);
-	else if (rc == PROTO_E_BULK_MISMATCH)
-		snprintf(buf, cap, "invalid filesystem bulk record: bulk kind or flow does not match "
-			"the correlation");
-	else
-		snprintf(buf, cap, "invalid filesystem bulk record: %s", proto_strerror(rc));
-}
-
 /*
  * A frame with flag 0x08 on the id of a live fs stream: a record of its
  * write flow goes to the file's sink; anything else fails that operation
@@ -1677,7 +1657,7 @@ bool agent_fs_record(struct agent *a, const struct proto_frame *f)
 	if (rc == 0)
 		rc = proto_bulk_rx_record(&st->h2g, &r);
 	if (rc < 0) {
-		fs_record_error(msg, sizeof(msg), rc, st, &r);
+		agent_bulk_record_error(msg, sizeof(msg), "filesystem", rc, &st->h2g, &r);
 		fs_bulk_fail(a, st, PROTO_BULK_CANCEL_PROTOCOL, msg);
 		return true;
 	}

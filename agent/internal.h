@@ -365,6 +365,12 @@ void agent_src_chunk_sent(struct agent *a, struct agent_src *src);
 void agent_sink_init(struct agent_sink *k, struct agent_sess *s, int fd, bool is_socket);
 int agent_sink_push(struct agent *a, struct agent_sink *k, const uint8_t *p, size_t n);
 int agent_sink_push_chunks(struct agent *a, struct agent_sink *k, struct chunk **v, unsigned n);
+/*
+ * The text of record <r>'s fault <rc> against receiver flow <rx> of a <op>
+ * ("TCP", "filesystem") stream, worded as agentd words it (G4.6).
+ */
+void agent_bulk_record_error(char *buf, size_t cap, const char *op, int rc,
+	const struct proto_bulk_rx *rx, const struct proto_bulk_rec *r);
 void agent_sink_fail(struct agent *a, struct agent_sink *k, int err);
 void agent_sink_close(struct agent *a, struct agent_sink *k);
 void agent_sink_kick(struct agent *a, struct agent_sink *k);

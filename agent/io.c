@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -385,6 +386,24 @@ int agent_sink_push_chunks(struct agent *a, struct agent_sink *k, struct chunk *
 	sink_account(a, k, was_over);
 	agent_sink_kick(a, k);
 	return 0;
+}
+
+void agent_bulk_record_error(char *buf, size_t cap, const char *op, int rc,
+	const struct proto_bulk_rx *rx, const struct proto_bulk_rec *r)
+{
+	if (rc == PROTO_E_BULK_OFFSET)
+		snprintf(buf, cap, "invalid %s bulk record: bulk record offset %llu does not match "
+			"expected %llu", op, (unsigned long long)r->offset,
+			(unsigned long long)rx->next_expected);
+	else if (rc == PROTO_E_BULK_CREDIT)
+		snprintf(buf, cap, "invalid %s bulk record: bulk record end %llu exceeds credit limit "
+			"%llu", op, (unsigned long long)(r->offset + r->len),
+			(unsigned long long)rx->credit_limit);
+	else if (rc == PROTO_E_BULK_MISMATCH)
+		snprintf(buf, cap, "invalid %s bulk record: bulk kind or flow does not match the "
+			"correlation", op);
+	else
+		snprintf(buf, cap, "invalid %s bulk record: %s", op, proto_strerror(rc));
 }
 
 void agent_sink_close(struct agent *a, struct agent_sink *k)

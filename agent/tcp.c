@@ -158,23 +158,6 @@ static void bulk_accept(struct agent *a, struct agent_tcp *t)
 	t->rd.bulk = &t->g2h;
 }
 
-/* Text of a record's fault against its flow, worded as agentd words it (G4.6). */
-static void record_error(
-	char *buf, size_t cap, int rc, const struct agent_tcp *t, const struct proto_bulk_rec *r)
-{
-	const char *head = "invalid TCP bulk record: bulk record";
-
-	if (rc == PROTO_E_BULK_OFFSET)
-		snprintf(buf, cap, "%s offset %llu does not match expected %llu", head,
-			(unsigned long long)r->offset, (unsigned long long)t->h2g.next_expected);
-	else if (rc == PROTO_E_BULK_CREDIT)
-		snprintf(buf, cap, "%s end %llu exceeds credit limit %llu", head,
-			(unsigned long long)(r->offset + r->len),
-			(unsigned long long)t->h2g.credit_limit);
-	else
-		snprintf(buf, cap, "invalid TCP bulk record: %s", proto_strerror(rc));
-}
-
 /*
  * A getaddrinfo failure as Rust's std prints it ("failed to lookup address
  * information: <gai_strerror>"; EAI_SYSTEM: the OS error).
@@ -582,7 +565,7 @@ void agent_tcp_record(struct agent *a, const struct proto_frame *f)
 	}
 	rc = proto_bulk_rx_record(&t->h2g, &r);
 	if (rc < 0) {
-		record_error(msg, sizeof(msg), rc, t, &r);
+		agent_bulk_record_error(msg, sizeof(msg), "TCP", rc, &t->h2g, &r);
 		bulk_fail(a, t, msg);
 		return;
 	}
