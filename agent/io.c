@@ -302,6 +302,18 @@ static void sink_release_marks(struct agent *a, struct agent_sink *k, bool all)
 	}
 }
 
+/* Link chunk <c> at the tail of <k>'s queue (its bytes are counted by the caller). */
+static void sink_append(struct agent_sink *k, struct chunk *c)
+{
+	c->user = NULL;
+	c->next = NULL;
+	if (k->tail)
+		k->tail->next = c;
+	else
+		k->head = c;
+	k->tail = c;
+}
+
 /* Adjust the console pause count when a sink crosses its limit. */
 static void sink_account(struct agent *a, struct agent_sink *k, bool was_over)
 {
@@ -328,13 +340,7 @@ int agent_sink_push(struct agent *a, struct agent_sink *k, const uint8_t *p, siz
 			c = agent_chunk_get(a, true);
 			if (!c)
 				return -ENOMEM;
-			c->user = NULL;
-			c->next = NULL;
-			if (k->tail)
-				k->tail->next = c;
-			else
-				k->head = c;
-			k->tail = c;
+			sink_append(k, c);
 		}
 		room = chunk_tailroom(c);
 		take = n < room ? n : room;
@@ -369,18 +375,10 @@ int agent_sink_push_chunks(struct agent *a, struct agent_sink *k, struct chunk *
 		return -EPIPE;
 	}
 	for (i = 0; i < n; i++) {
-		struct chunk *c = v[i];
-
-		c->user = NULL;
-		c->next = NULL;
-		if (k->tail)
-			k->tail->next = c;
-		else
-			k->head = c;
-		k->tail = c;
-		k->bytes += c->len;
-		k->pushed += c->len;
-		a->st.zero_copy_bytes += c->len;
+		sink_append(k, v[i]);
+		k->bytes += v[i]->len;
+		k->pushed += v[i]->len;
+		a->st.zero_copy_bytes += v[i]->len;
 	}
 	sink_claim(a, k);
 	sink_account(a, k, was_over);
