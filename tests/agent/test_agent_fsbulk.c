@@ -8,7 +8,6 @@
 #include <criterion/criterion.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,34 +25,21 @@ static struct ah h;
 static char root[64];
 static uint64_t grants; /* core.workload.transport.credit frames seen (G6) */
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
-
 /* A gen-9 host: bootstrap and init.ack in v 9 frames, a fresh directory to work in. */
 static void boot9(void)
 {
-	struct proto_msg m = {.type = PROTO_T_BOOTSTRAP, .v = 9};
-
 	snprintf(root, sizeof(root), "/tmp/sw-fsbulk-XXXXXX");
 	cr_assert_not_null(mkdtemp(root));
 	grants = 0;
 	ah_start(&h, NULL);
-	ah_send(&h, 0, &m);
-	ah_expect(&h, 0, PROTO_T_INIT_RESOLVED, 10000);
-	m = (struct proto_msg){.type = PROTO_T_INIT_ACK, .v = 9};
-	ah_send(&h, 0, &m);
-	ah_expect(&h, 0, PROTO_T_READY, 10000);
+	ah_boot_as(&h, 9);
 	cr_assert_eq(h.msg.v, 9);
 }
 
 static void stop9(void)
 {
 	ah_stop_ok(&h);
-	nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	ah_rm_tree(root);
 }
 
 TestSuite(agent_fsbulk, .init = boot9, .fini = stop9, .timeout = 240);

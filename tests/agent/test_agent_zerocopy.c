@@ -14,7 +14,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -44,17 +43,9 @@ struct copies {
 	unsigned long long copies, copied, zero_copy;
 };
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
-
 /* Start the agent with its stderr in log_path; boot it as a generation-9 host. */
 static void boot9(void)
 {
-	struct proto_msg m = {.type = PROTO_T_BOOTSTRAP, .v = 9};
 	int fd, saved;
 	uint64_t x = 0x9E3779B97F4A7C15ull;
 
@@ -78,11 +69,7 @@ static void boot9(void)
 	dup2(saved, 2);
 	close(saved);
 	close(fd);
-	ah_send(&h, 0, &m);
-	ah_expect(&h, 0, PROTO_T_INIT_RESOLVED, 10000);
-	m = (struct proto_msg){.type = PROTO_T_INIT_ACK, .v = 9};
-	ah_send(&h, 0, &m);
-	ah_expect(&h, 0, PROTO_T_READY, 10000);
+	ah_boot_as(&h, 9);
 	grant = (struct proto_workload_transport){PROTO_WORKLOAD_CONTROL_BYTES,
 		PROTO_WORKLOAD_CONTROL_FRAMES, PROTO_WORKLOAD_DATA_BYTES,
 		PROTO_WORKLOAD_DATA_FRAMES};
@@ -91,7 +78,7 @@ static void boot9(void)
 
 static void cleanup(void)
 {
-	nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	ah_rm_tree(root);
 	unlink(log_path);
 	free(data);
 }

@@ -8,7 +8,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,16 +42,11 @@ static void boot(void)
 	ah_boot(&h);
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
-
 static void stop(void)
 {
 	int st = ah_stop(&h);
 
-	nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	ah_rm_tree(root);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "agent exit status %d", st);
 }
 

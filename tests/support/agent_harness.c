@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <ftw.h>
 #include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -88,6 +89,29 @@ void ah_boot(struct ah *h)
 	cr_assert_eq(h->msg.v, 7);
 	cr_assert(h->msg.u.ready.agent_version.len > 9 &&
 		memcmp(h->msg.u.ready.agent_version.ptr, "sandwire/", 9) == 0);
+}
+
+void ah_boot_as(struct ah *h, uint8_t v)
+{
+	struct proto_msg m = {.type = PROTO_T_BOOTSTRAP, .v = v};
+
+	ah_send(h, 0, &m);
+	ah_expect(h, 0, PROTO_T_INIT_RESOLVED, 10000);
+	m = (struct proto_msg){.type = PROTO_T_INIT_ACK, .v = v};
+	ah_send(h, 0, &m);
+	ah_expect(h, 0, PROTO_T_READY, 10000);
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+void ah_rm_tree(const char *dir)
+{
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 void ah_exec(struct ah *h, uint32_t id, bool tty, const char *cmd, ...)

@@ -60,6 +60,13 @@ const char *ah_agent_path(void);
 void ah_start(struct ah *h, const char *const *extra);
 /* Run the boot sequence; fails the test unless ready arrives (v 7, sandwire/ version). */
 void ah_boot(struct ah *h);
+/*
+ * The boot sequence of a host that writes generation <v> on its frames
+ * (bootstrap and init.ack); leaves core.ready in h->msg.
+ */
+void ah_boot_as(struct ah *h, uint8_t v);
+/* Remove directory tree <dir> (a test's scratch directory), links not followed. */
+void ah_rm_tree(const char *dir);
 /* Send one message on <id>.  Returns the frame size. */
 size_t ah_send(struct ah *h, uint32_t id, const struct proto_msg *m);
 /* Send raw bytes (malformed frames). */
