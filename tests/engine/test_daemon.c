@@ -1121,3 +1121,59 @@ Test(daemon, stalled_bulk_port_stream_leaves_others_moving, .timeout = 180)
 	dh_stop(&d);
 	dh_tcpsrv_stop(&src);
 }
+
+/*
+ * A hostile agent: after the boot it sends a frame whose length field is
+ * far above the 4 MiB limit.  The engine ends that sandbox's console with a
+ * logged reason (F6) and its client gets an error and EOF; the daemon and a
+ * second sandbox are untouched.
+ */
+Test(daemon, oversize_frame_from_an_agent_ends_only_its_sandbox, .timeout = 120)
+{
+	char dir[] = "/tmp/sw-hostile-XXXXXX", script[128], tail[2000];
+	const char *extra[] = {"--agent", script, NULL};
+	struct agent_client ac;
+	struct dh_exec x;
+	uint32_t lo, hi;
+	struct dh d;
+	FILE *f;
+	int rc;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(script, sizeof(script), "%s/agent.sh", dir);
+	f = fopen(script, "w");
+	cr_assert_not_null(f);
+	/* The real agent; in the first sandbox a helper waits for the go file, then writes an
+	 * oversize frame header (len 0x7fffffff) onto the console behind the agent's back. */
+	fprintf(f, "#!/bin/sh\n"
+		   "if mkdir %s/claimed 2>/dev/null; then\n"
+		   "  ( while [ ! -e %s/go ]; do sleep 0.05; done; printf '\\177\\377\\377\\377' >&3 ) &\n"
+		   "fi\n"
+		   "exec %s \"$@\"\n",
+		dir, dir, SW_AGENT_BIN);
+	fclose(f);
+	cr_assert_eq(chmod(script, 0755), 0);
+	dh_start(&d, 2, extra);
+	dh_create(&d, "hostile", NULL, 0, NULL);
+	dh_create(&d, "calm", NULL, 0, NULL);
+	dh_attach(&d, "hostile", &ac, &lo, &hi);
+	f = fopen(strcat(strcpy(tail, dir), "/go"), "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	while ((rc = dh_recv(&ac, 10000)) == 1)
+		;
+	cr_assert_eq(rc, -EPIPE, "the hostile sandbox's client was not disconnected");
+	agent_client_close(&ac, 0);
+	cr_assert(WAIT_FOR(dh_log_contains(&d, "framing error from the agent"), 10000), "log:\n%s",
+		dh_log_tail(&d, tail, sizeof(tail)));
+	dh_attach(&d, "calm", &ac, &lo, &hi);
+	dh_exec_run(&ac, lo, SH("exit 9"), &x);
+	cr_assert_eq(x.code, 9);
+	dh_exec_free(&x);
+	agent_client_close(&ac, 0);
+	dh_stop(&d);
+	unlink(script);
+	unlink(strcat(strcpy(tail, dir), "/go"));
+	rmdir(strcat(strcpy(tail, dir), "/claimed"));
+	rmdir(dir);
+}
