@@ -1177,3 +1177,53 @@ Test(daemon, oversize_frame_from_an_agent_ends_only_its_sandbox, .timeout = 120)
 	rmdir(strcat(strcpy(tail, dir), "/claimed"));
 	rmdir(dir);
 }
+
+/*
+ * A published port's connection limit: past it a connection is reset at
+ * once and counted as refused; the connections within it keep working, and
+ * a new one is taken again once one of them closed.
+ */
+Test(daemon, published_port_limit_refuses_with_a_reset_and_counts, .timeout = 120)
+{
+	struct engine_port p = {.host_ip = "127.0.0.1", .limit = 2};
+	struct dh_tcpsrv echo;
+	struct engine_info in;
+	char buf[8], err[300];
+	int fd[3], extra;
+	struct dh d;
+	ssize_t r;
+
+	dh_tcpsrv_start(&echo, DH_ECHO, 0, 0);
+	p.guest_port = echo.port;
+	dh_start(&d, 1, NULL);
+	dh_create(&d, "limited", &p, 1, &in);
+	for (int i = 0; i < 2; i++) {
+		fd[i] = dh_tcp_connect(in.ports[0].port.host_port, false);
+		set_timeouts(fd[i], 10);
+		cr_assert_eq(write(fd[i], "ping", 4), 4);
+		cr_assert_eq(read(fd[i], buf, sizeof(buf)), 4, "connection %d within the limit", i);
+	}
+	fd[2] = dh_tcp_connect(in.ports[0].port.host_port, false);
+	set_timeouts(fd[2], 10);
+	r = read(fd[2], buf, sizeof(buf));
+	cr_assert(r < 0 && errno == ECONNRESET, "the third connection: read %zd (%s)", r,
+		r < 0 ? strerror(errno) : "no error");
+	close(fd[2]);
+	cr_assert(dh_call(&d, ENGINE_V_INSPECT, "limited", &in, err, sizeof(err)), "%s", err);
+	cr_assert_eq(in.ports[0].refused, 1u);
+	cr_assert_eq(in.ports[0].active, 2u);
+	cr_assert(dh_log_contains(&d, "connection limit 2 reached"));
+
+	close(fd[0]);
+	cr_assert(WAIT_FOR((dh_call(&d, ENGINE_V_INSPECT, "limited", &in, err, sizeof(err)),
+				   in.ports[0].active == 1),
+		10000));
+	extra = dh_tcp_connect(in.ports[0].port.host_port, false);
+	set_timeouts(extra, 10);
+	cr_assert_eq(write(extra, "pong", 4), 4);
+	cr_assert_eq(read(extra, buf, sizeof(buf)), 4, "a connection after one closed");
+	close(extra);
+	close(fd[1]);
+	dh_stop(&d);
+	dh_tcpsrv_stop(&echo);
+}
