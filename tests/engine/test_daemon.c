@@ -1227,3 +1227,41 @@ Test(daemon, published_port_limit_refuses_with_a_reset_and_counts, .timeout = 12
 	dh_stop(&d);
 	dh_tcpsrv_stop(&echo);
 }
+
+/*
+ * A client that stops reading while its command floods it: the console
+ * pauses for it (bounded queue), and after 10 s the client is disconnected
+ * with a logged reason; another client's session of the same sandbox then
+ * completes intact.
+ */
+Test(daemon, client_not_reading_for_10_s_is_disconnected, .timeout = 120)
+{
+	struct agent_client deaf, other;
+	struct dh_exec x;
+	uint32_t lo, hi, olo, ohi;
+	char tail[2000];
+	int64_t t0;
+	int rc;
+	struct dh d;
+
+	dh_start(&d, 2, NULL);
+	dh_create(&d, "flood", NULL, 0, NULL);
+	dh_attach(&d, "flood", &deaf, &lo, &hi);
+	dh_attach(&d, "flood", &other, &olo, &ohi);
+	t0 = dh_now_ms();
+	dh_exec_send(&deaf, lo, SH("exec cat /dev/zero"));
+	cr_assert(WAIT_FOR(dh_log_contains(&d, "has not read"), 20000), "no disconnect; log:\n%s",
+		dh_log_tail(&d, tail, sizeof(tail)));
+	cr_assert_geq(dh_now_ms() - t0, 9000, "disconnected before its 10 s");
+	/* The departed client's connection ends (after what was already in flight). */
+	while ((rc = dh_recv(&deaf, 10000)) == 1)
+		;
+	cr_assert_eq(rc, -EPIPE);
+	agent_client_close(&deaf, 0);
+	dh_exec_run(&other, olo, SH("head -c 3000000 /dev/zero | wc -c"), &x);
+	cr_assert(x.exited && x.code == 0);
+	cr_assert_str_eq(x.out, "3000000\n");
+	dh_exec_free(&x);
+	agent_client_close(&other, 0);
+	dh_stop(&d);
+}
