@@ -394,14 +394,13 @@ static void tx_complete(struct agent *a, int res)
 
 /*
  * Read the rest of the record's payload (exactly: the next frame's bytes
- * stay on the console) into chunks, as many as it needs up to AGENT_RX_IOV;
- * the poll(2) fallback has no readv, so one chunk a read there.  With no
- * chunk free the bytes go through rx[] and are copied: never a wait.
+ * stay on the console) into chunks, as many as it needs up to AGENT_RX_IOV.
+ * With no chunk free the bytes go through rx[] and are copied: never a wait.
  */
 static void rx_arm_payload(struct agent *a)
 {
 	struct agent_rx_record *rec = &a->rx_rec;
-	unsigned max = a->fallback ? 1 : AGENT_RX_IOV, i;
+	unsigned max = AGENT_RX_IOV, i;
 	struct io_uring_sqe *sqe;
 	size_t room = 0;
 	uint32_t want = rec->left;

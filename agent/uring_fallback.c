@@ -180,6 +180,7 @@ static void fb_start(struct uring_fallback *fb, struct uring_fallback_op *op, ui
 	}
 	switch (sqe->opcode) {
 	case IORING_OP_READ:
+	case IORING_OP_READV:
 		op->events = POLLIN;
 		rc = fb_nonblock(sqe->fd);
 		break;
@@ -272,6 +273,9 @@ static int fb_perform(const struct uring_fallback_op *op, short revents)
 	switch (sqe->opcode) {
 	case IORING_OP_READ:
 		n = preadv2(sqe->fd, &iov, 1, (off_t)sqe->off, (int)sqe->rw_flags);
+		break;
+	case IORING_OP_READV:
+		n = preadv2(sqe->fd, buf, (int)sqe->len, (off_t)sqe->off, (int)sqe->rw_flags);
 		break;
 	case IORING_OP_WRITE:
 		n = pwritev2(sqe->fd, &iov, 1, (off_t)sqe->off, (int)sqe->rw_flags);

@@ -11,7 +11,7 @@
  *   while (uring_fallback_cqe_pop(fb, &cqe)) handle(&cqe);
  *
  * Supported, exactly the set the agent uses:
- *   READ, WRITE, WRITEV   at an offset, or at the file position for -1;
+ *   READ, READV, WRITE, WRITEV  at an offset, or at the file position for -1;
  *   RECV, SEND            MSG_DONTWAIT is added to the caller's flags;
  *   POLL_ADD              single shot; res = the events that fired;
  *   TIMEOUT               relative, count 0; completes with -ETIME;
@@ -30,7 +30,7 @@
  * How it runs.  Submit moves prepared SQEs to a pending list in order;
  * cancels, link timeouts and connect(2) are handled there.  A wait builds
  * one pollfd per descriptor with the events of its pending ops (POLLIN for
- * READ/RECV, POLLOUT for the writes and a connect in progress, the mask of
+ * READ/READV/RECV, POLLOUT for the writes and a connect in progress, the mask of
  * a POLL_ADD), with the nearest deadline as poll's timeout, then performs
  * each ready op, in submission order, with one non-blocking call.  EAGAIN
  * keeps an op pending, and then the later ops on the same descriptor and
@@ -41,8 +41,8 @@
  *
  * Descriptors become non-blocking.  A blocking write(2) of 64 KiB to a pipe
  * with less room would stall the whole loop after poll said "writable", so
- * READ, WRITE, WRITEV and CONNECT set O_NONBLOCK on their descriptor when
- * submitted (one fcntl F_GETFL each, F_SETFL when missing) and leave it
+ * READ, READV, WRITE, WRITEV and CONNECT set O_NONBLOCK on their
+ * descriptor when submitted (one fcntl F_GETFL each, F_SETFL when missing) and leave it
  * set.  The flag belongs to the open file description: another process
  * sharing it (an inherited console) sees it too.  RECV and SEND change no
  * flag.  Regular files poll as always ready and their reads still wait for

@@ -123,6 +123,25 @@ Test(uring_fallback, read_completes_and_makes_the_fd_non_blocking)
 	close(p[1]);
 }
 
+Test(uring_fallback, readv_fills_its_buffers_in_order)
+{
+	struct io_uring_cqe c;
+	char a[3] = {0}, b[8] = {0};
+	struct iovec iov[2] = {{a, sizeof(a)}, {b, 4}};
+	int p[2];
+
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	cr_assert_eq(write(p[1], "abcdefghij", 10), 10);
+	io_uring_prep_readv(sqe_for(1), p[0], iov, 2, (__u64)-1);
+	wait_n(&c, 1);
+	cr_assert_eq(c.res, 7, "exactly the two buffers: %d", c.res);
+	cr_assert_arr_eq(a, "abc", 3);
+	cr_assert_str_eq(b, "defg");
+	cr_assert(fcntl(p[0], F_GETFL) & O_NONBLOCK);
+	close(p[0]);
+	close(p[1]);
+}
+
 Test(uring_fallback, a_large_write_to_a_small_pipe_is_short_not_blocking)
 {
 	static char big[65536];
