@@ -551,7 +551,12 @@ static void con_route(void *ctx, struct seg_frame *fr)
 		if (segq_push(&q, &fr->seg[i]) < 0)
 			seg_release(&fr->seg[i]);
 	link_send_to_endpoint(es->s, l, &q);
-	if (!l->c_full && atomic_load(&l->to_ep) > ENGINE_QUEUE_HIGH)
+	/* A port stream that gets raw records is held by the engine's own grant (its window is
+	 * not above the bound; prefixes and control frames in flight may pass it a little); the
+	 * endpoint fails the stream on any record or CBOR data outside that grant. */
+	if (l->bulk_offer && (fr->flags & PROTO_FLAG_BULK))
+		l->c_records = true;
+	if (!l->c_full && !l->c_records && atomic_load(&l->to_ep) > ENGINE_QUEUE_HIGH)
 		con_pause_for(con, l);
 }
 

@@ -57,13 +57,13 @@ struct msb_listener;
 /*
  * Raw bulk on published-port streams (protocol-gen9.md G4, G5.1): the record
  * limit offered, and the guest -> host credit window.  The window bounds
- * the payload such a stream queues toward its host peer, so it never goes
- * over ENGINE_QUEUE_HIGH and the console never pauses for it: one slow
- * peer stalls only its own stream.
+ * the payload such a stream queues toward its host peer (not above what any
+ * endpoint may queue), so the console never pauses for it (link
+ * c_records): one slow peer stalls only its own stream.
  */
 #define ENGINE_PORT_BULK_RECORD 262144u
 #define ENGINE_PORT_BULK_WINDOW ENGINE_QUEUE_HIGH
-_Static_assert(ENGINE_PORT_BULK_WINDOW <= ENGINE_QUEUE_HIGH, "a bulk stream must never pause its console");
+_Static_assert(ENGINE_PORT_BULK_WINDOW <= ENGINE_QUEUE_HIGH, "a bulk stream queues no more than others");
 #define ENGINE_PORT_BULK_OFFER                                                                     \
 	((struct proto_bulk_offer){                                                                \
 		PROTO_BULK_FORMAT_RAW_V1, ENGINE_PORT_BULK_RECORD, ENGINE_PORT_BULK_WINDOW})
@@ -228,6 +228,8 @@ struct link {
 	uint16_t port_guest;
 	bool bulk_offer;		/* (C) LINK_PORT: tcp.connect offered raw bulk; set before
 					 * "attached", read by the endpoint after it */
+	bool c_records;			/* (C) ... and raw records went to it: the engine's credit
+					 * bounds it, so the console never pauses for it */
 };
 
 /* What the console must know of frames an endpoint sends (it tracks sessions). */

@@ -1074,9 +1074,10 @@ Test(daemon, reused_id_ends_a_generation_9_client, .timeout = 120)
 
 /*
  * Raw bulk on published ports: one host peer that stops reading stalls only
- * its own stream (the agent's records stop at the engine's grant); another
- * stream of the same sandbox moves BULK bytes meanwhile, and the stalled one
- * then drains intact.
+ * its own stream (the agent's records stop at the engine's grant, so the
+ * console never pauses for it, nor disconnects it after the 10 s a client
+ * not reading gets); another stream of the same sandbox moves BULK bytes
+ * meanwhile, and the stalled one then drains intact.
  */
 Test(daemon, stalled_bulk_port_stream_leaves_others_moving, .timeout = 180)
 {
@@ -1085,7 +1086,8 @@ Test(daemon, stalled_bulk_port_stream_leaves_others_moving, .timeout = 180)
 	struct dh_tcpsrv src;
 	struct engine_info in;
 	uint8_t *buf = malloc(1u << 20);
-	uint64_t got = 0;
+	uint64_t got = 0, sent;
+	int64_t t0;
 	int stalled;
 	struct dh d;
 
@@ -1096,13 +1098,19 @@ Test(daemon, stalled_bulk_port_stream_leaves_others_moving, .timeout = 180)
 	dh_create(&d, "stall", &p, 1, &in);
 	stalled = dh_tcp_connect(in.ports[0].port.host_port, false);
 	set_timeouts(stalled, 20);
-	/* Let the stalled stream fill its credit window and the host socket buffers. */
+	/* Let the stalled stream fill the host socket buffers and its credit window. */
 	cr_assert(WAIT_FOR(src.bytes_out >= (8u << 20), 10000), "the source sent %lu bytes",
 		(unsigned long)src.bytes_out);
-	dh_sleep_ms(300);
+	do {
+		sent = src.bytes_out;
+		dh_sleep_ms(300);
+	} while (src.bytes_out != sent);
+	t0 = dh_now_ms();
 	bulk_from_guest(&d, in.ports[0].port.host_port, &src);
 	dh_stats(&d, st);
 	cr_assert_eq(DH_STATS_SUM(st, 1, bulk_streams), 2u);
+	while (dh_now_ms() - t0 < 11000) /* past the deadline of a client not reading */
+		dh_sleep_ms(100);
 	for (;;) {
 		ssize_t r = read(stalled, buf, 1u << 20);
 
