@@ -218,6 +218,15 @@ static void pc_start_reading(struct pconn *pc)
 		pc->rx_running = true;
 }
 
+/* CBOR data from the guest before any acceptance: an agent that ignored the offer (G4.8). */
+static void pc_cbor_data_seen(struct pconn *pc)
+{
+	if (pc->data != PC_DATA_OFFERED)
+		return;
+	pc->data = PC_DATA_CBOR;
+	pc_start_reading(pc);
+}
+
 /* ---- raw bulk (protocol-gen9.md G4, G5.1) ------------------------------------------------ */
 
 /* A fault on the stream's bulk flows: cancel with reason 5 and reset; only this stream ends. */
@@ -445,10 +454,7 @@ static void pc_frame(void *ctx, struct seg_frame *fr)
 		return;
 	}
 	if (pc->data != PC_DATA_BULK && (skip = data_prefix(fr, head, nhead)) > 0) {
-		if (pc->data == PC_DATA_OFFERED) {
-			pc->data = PC_DATA_CBOR; /* an agent that ignored the offer (G4.8) */
-			pc_start_reading(pc);
-		}
+		pc_cbor_data_seen(pc);
 		pc_queue_payload(pc, fr, skip);
 		pc_kick_write(pc);
 		return;
@@ -479,10 +485,7 @@ static void pc_frame(void *ctx, struct seg_frame *fr)
 			pc_bulk_fail(pc, "CBOR TCP data after the raw bulk acceptance", PROTO_E_BULK_MISMATCH);
 			goto out;
 		}
-		if (pc->data == PC_DATA_OFFERED) {
-			pc->data = PC_DATA_CBOR; /* an agent that ignored the offer (G4.8) */
-			pc_start_reading(pc);
-		}
+		pc_cbor_data_seen(pc);
 		if (m.type == PROTO_T_TCP_EOF) {
 			pc->guest_eof = true;
 			break;
