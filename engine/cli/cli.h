@@ -71,6 +71,13 @@ __attribute__((format(printf, 1, 2))) int cli_fail(const char *fmt, ...);
 __attribute__((format(printf, 2, 3))) int cli_usage(const char *cmd, const char *fmt, ...);
 /* After getopt reported a bad option of <cmd>: point at --help; returns CLI_EXIT_ERR. */
 int cli_bad_option(const char *cmd);
+/*
+ * The options of a command that has only --socket, --help and, when
+ * <quiet> is not NULL, -q/--quiet.  Returns -1 when they are parsed (the
+ * operands start at optind), else the exit code to return (help shown, or
+ * a bad option).
+ */
+int cli_plain_opts(struct cli *cli, int argc, char **argv, const char *cmd, bool *quiet);
 
 /* Parse a decimal unsigned <= max.  Returns 0 or -EINVAL. */
 int cli_parse_uint(const char *s, uint64_t max, uint64_t *out);

@@ -446,25 +446,14 @@ static int cp_download(struct cp *cp, const char *src, const char *dst)
 
 int cmd_cp(struct cli *cli, int argc, char **argv)
 {
-	static const struct option lopts[] = {
-		{"quiet", no_argument, NULL, 'q'}, CLI_LONG_COMMON, {0}};
 	char sname[ENGINE_NAME_MAX + 1], dname[ENGINE_NAME_MAX + 1];
 	const char *spath, *dpath;
 	struct cp cp = {0};
 	bool sr, dr, quiet = false;
-	int ch, rc;
+	int rc;
 
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, "+qh", lopts, NULL)) != -1) {
-		if (ch == 'q')
-			quiet = true;
-		else if (ch == CLI_OPT_SOCKET)
-			cli->socket = optarg;
-		else if (ch == 'h')
-			return cli_help("cp");
-		else
-			return cli_bad_option("cp");
-	}
+	if ((rc = cli_plain_opts(cli, argc, argv, "cp", &quiet)) >= 0)
+		return rc;
 	if (argc - optind != 2)
 		return cli_usage("cp", "sandwire cp [NAME:]SRC [NAME:]DST (two paths, one of them "
 				       "in a sandbox)");

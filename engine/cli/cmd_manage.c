@@ -205,7 +205,6 @@ int cmd_create(struct cli *cli, int argc, char **argv)
 
 int cmd_named(struct cli *cli, int argc, char **argv)
 {
-	static const struct option lopts[] = {CLI_LONG_COMMON, {0}};
 	const char *cmd = cli_cmd_name(argv);
 	bool inspect = !strcmp(cmd, "inspect");
 	enum engine_verb v = !strcmp(cmd, "start")  ? ENGINE_V_START
@@ -214,18 +213,12 @@ int cmd_named(struct cli *cli, int argc, char **argv)
 						    : ENGINE_V_INSPECT;
 	struct engine_info in;
 	struct swc_result res;
-	int ch, rc = 0, shown = 0;
+	int rc = cli_plain_opts(cli, argc, argv, cmd, NULL), shown = 0;
 	struct swc c;
 
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, "+h", lopts, NULL)) != -1) {
-		if (ch == CLI_OPT_SOCKET)
-			cli->socket = optarg;
-		else if (ch == 'h')
-			return cli_help(cmd);
-		else
-			return cli_bad_option(cmd);
-	}
+	if (rc >= 0)
+		return rc;
+	rc = 0; /* from here: the exit code, an error if any sandbox failed */
 	if (optind == argc)
 		return cli_usage(cmd, "which sandbox? sandwire %s NAME...", cmd);
 	if (cli_connect(cli, &c))
@@ -317,25 +310,14 @@ static void ls_print(const struct info_list *l, bool quiet)
 
 int cmd_ls(struct cli *cli, int argc, char **argv)
 {
-	static const struct option lopts[] = {
-		{"quiet", no_argument, NULL, 'q'}, CLI_LONG_COMMON, {0}};
 	struct info_list l = {0};
 	struct swc_result res;
 	bool quiet = false;
 	struct swc c;
-	int ch, rc;
+	int rc;
 
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, "+qh", lopts, NULL)) != -1) {
-		if (ch == 'q')
-			quiet = true;
-		else if (ch == CLI_OPT_SOCKET)
-			cli->socket = optarg;
-		else if (ch == 'h')
-			return cli_help("ls");
-		else
-			return cli_bad_option("ls");
-	}
+	if ((rc = cli_plain_opts(cli, argc, argv, "ls", &quiet)) >= 0)
+		return rc;
 	if (optind < argc)
 		return cli_usage("ls", "unexpected argument \"%s\"", argv[optind]);
 	if (cli_connect(cli, &c))

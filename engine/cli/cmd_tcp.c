@@ -126,22 +126,14 @@ static int tcp_run(struct tcp *t)
 
 int cmd_tcp(struct cli *cli, int argc, char **argv)
 {
-	static const struct option lopts[] = {CLI_LONG_COMMON, {0}};
 	struct tcp t = {.result = -1};
 	struct proto_msg m = {.type = PROTO_T_TCP_CONNECT};
 	char host[256];
 	uint16_t port;
-	int ch, rc;
+	int rc;
 
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, "+h", lopts, NULL)) != -1) {
-		if (ch == CLI_OPT_SOCKET)
-			cli->socket = optarg;
-		else if (ch == 'h')
-			return cli_help("tcp");
-		else
-			return cli_bad_option("tcp");
-	}
+	if ((rc = cli_plain_opts(cli, argc, argv, "tcp", NULL)) >= 0)
+		return rc;
 	if (argc - optind != 2)
 		return cli_usage("tcp", "sandwire tcp NAME HOST:PORT");
 	t.sandbox = argv[optind];

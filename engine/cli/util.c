@@ -2,6 +2,7 @@
  * engine/cli/util.c - messages and the small parsers every command uses.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -57,6 +58,28 @@ int cli_bad_option(const char *cmd)
 {
 	fprintf(stderr, "(see `sandwire %s --help`)\n", cmd);
 	return CLI_EXIT_ERR;
+}
+
+int cli_plain_opts(struct cli *cli, int argc, char **argv, const char *cmd, bool *quiet)
+{
+	static const struct option plain[] = {CLI_LONG_COMMON, {0}};
+	static const struct option with_quiet[] = {
+		{"quiet", no_argument, NULL, 'q'}, CLI_LONG_COMMON, {0}};
+	int ch;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, quiet ? "+qh" : "+h", quiet ? with_quiet : plain,
+			NULL)) != -1) {
+		if (ch == 'q')
+			*quiet = true;
+		else if (ch == CLI_OPT_SOCKET)
+			cli->socket = optarg;
+		else if (ch == 'h')
+			return cli_help(cmd);
+		else
+			return cli_bad_option(cmd);
+	}
+	return -1;
 }
 
 int cli_parse_uint(const char *s, uint64_t max, uint64_t *out)
