@@ -9,8 +9,10 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1272,4 +1274,113 @@ Test(daemon, client_not_reading_for_10_s_is_disconnected, .timeout = 120)
 	dh_exec_free(&x);
 	agent_client_close(&other, 0);
 	dh_stop(&d);
+}
+
+/* ---- a hostile generation-9 agent on the bulk path ------------------------------------------ */
+
+/*
+ * Start a daemon whose agent is tests/support/hostile_bulk_agent.py in
+ * <mode>, publish a port and connect to it with a small receive buffer; not
+ * reading, wait until the agent got the engine's core.bulk.cancel, then read
+ * until the reset.  Every byte before it must be the agent's "y"; returns
+ * how many came.  The agent's log of the host's frames is <log>.
+ */
+static uint64_t hostile_bulk_stream(struct dh *d, const char *mode, char *dir, char *log)
+{
+	const char *extra[] = {"--agent", NULL, NULL};
+	struct engine_port p = {.host_ip = "127.0.0.1", .guest_port = 9};
+	char script[256], buf[65536];
+	struct engine_info in;
+	uint64_t got = 0;
+	ssize_t r;
+	FILE *f;
+	int fd;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(script, sizeof(script), "%s/agent.sh", dir);
+	snprintf(log, 256, "%s/frames.log", dir);
+	f = fopen(script, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "#!/bin/sh\nexec /usr/bin/python3 %s/tests/support/hostile_bulk_agent.py %s %s \"$@\"\n",
+		SW_SOURCE_DIR, mode, log);
+	fclose(f);
+	cr_assert_eq(chmod(script, 0755), 0);
+	extra[1] = script;
+	dh_start(d, 1, extra);
+	dh_create(d, "hostile", &p, 1, &in);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){65536}, sizeof(int)), 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&(struct sockaddr_in){.sin_family = AF_INET,
+				     .sin_port = htons(in.ports[0].port.host_port),
+				     .sin_addr.s_addr = htonl(INADDR_LOOPBACK)},
+			     sizeof(struct sockaddr_in)),
+		0);
+	set_timeouts(fd, 20);
+	cr_assert(WAIT_FOR(dh_file_contains(log, "core.bulk.cancel"), 20000),
+		"the agent got no core.bulk.cancel");
+	while ((r = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < r; i++)
+			cr_assert_eq(buf[i], 'y', "byte %lu is not the agent's",
+				(unsigned long)(got + (uint64_t)i));
+		got += (uint64_t)r;
+	}
+	cr_assert(r < 0 && errno == ECONNRESET, "the stream was not reset: read %zd (%s)", r,
+		r < 0 ? strerror(errno) : "EOF");
+	close(fd);
+	return got;
+}
+
+static void hostile_bulk_cleanup(const char *dir, const char *log)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "%s/agent.sh", dir);
+	unlink(path);
+	unlink(log);
+	rmdir(dir);
+}
+
+/*
+ * A guest record that does not start where the stream stands (an offset
+ * gap) fails only its stream: the host peer is reset, the agent gets
+ * core.bulk.cancel on the stream's id, and the sandbox goes on serving.
+ */
+Test(daemon, guest_record_with_an_offset_gap_fails_only_its_stream, .timeout = 120)
+{
+	char dir[] = "/tmp/sw-hostile-gap-XXXXXX", log[256], tail[2000];
+	struct engine_info in;
+	char err[300];
+	struct dh d;
+
+	cr_assert_eq(hostile_bulk_stream(&d, "gap", dir, log), 0u);
+	cr_assert(WAIT_FOR(dh_log_contains(&d, "raw record from the guest"), 10000), "log:\n%s",
+		dh_log_tail(&d, tail, sizeof(tail)));
+	cr_assert(dh_log_contains(&d, proto_strerror(PROTO_E_BULK_OFFSET)));
+	cr_assert(dh_call(&d, ENGINE_V_INSPECT, "hostile", &in, err, sizeof(err)), "%s", err);
+	cr_assert_str_eq(in.state, "running");
+	dh_stop(&d);
+	hostile_bulk_cleanup(dir, log);
+}
+
+/*
+ * A guest that sends without waiting for credit: once the host peer stops
+ * reading, a record ends past the engine's guest -> host grant; the stream is
+ * cancelled and reset, the bytes before that were the guest's own, and the
+ * sandbox goes on serving.
+ */
+Test(daemon, guest_record_past_the_engine_grant_fails_only_its_stream, .timeout = 120)
+{
+	char dir[] = "/tmp/sw-hostile-over-XXXXXX", log[256], tail[2000];
+	struct engine_info in;
+	char err[300];
+	struct dh d;
+
+	hostile_bulk_stream(&d, "overrun", dir, log);
+	cr_assert(WAIT_FOR(dh_log_contains(&d, proto_strerror(PROTO_E_BULK_CREDIT)), 10000),
+		"log:\n%s", dh_log_tail(&d, tail, sizeof(tail)));
+	cr_assert(dh_call(&d, ENGINE_V_INSPECT, "hostile", &in, err, sizeof(err)), "%s", err);
+	cr_assert_str_eq(in.state, "running");
+	dh_stop(&d);
+	hostile_bulk_cleanup(dir, log);
 }

@@ -70,10 +70,10 @@ void dh_sleep_ms(unsigned ms)
 		;
 }
 
-/* The whole log (malloc'd, NUL-terminated), or NULL. */
-static char *log_read(const struct dh *d, size_t *len)
+/* The whole file (malloc'd, NUL-terminated), or NULL. */
+static char *file_read(const char *path, size_t *len)
 {
-	FILE *f = fopen(d->log, "r");
+	FILE *f = fopen(path, "r");
 	char *buf = NULL;
 	size_t cap = 0, n = 0, got;
 
@@ -101,7 +101,7 @@ static char *log_read(const struct dh *d, size_t *len)
 const char *dh_log_tail(const struct dh *d, char *buf, size_t cap)
 {
 	size_t n = 0;
-	char *all = log_read(d, &n);
+	char *all = file_read(d->log, &n);
 
 	buf[0] = '\0';
 	if (all) {
@@ -113,14 +113,19 @@ const char *dh_log_tail(const struct dh *d, char *buf, size_t cap)
 	return buf;
 }
 
-bool dh_log_contains(const struct dh *d, const char *needle)
+bool dh_file_contains(const char *path, const char *needle)
 {
 	size_t n = 0;
-	char *all = log_read(d, &n);
+	char *all = file_read(path, &n);
 	bool found = all && memmem(all, n, needle, strlen(needle));
 
 	free(all);
 	return found;
+}
+
+bool dh_log_contains(const struct dh *d, const char *needle)
+{
+	return dh_file_contains(d->log, needle);
 }
 
 static void exec_daemon(const struct dh *d, const char *const *argv, pid_t parent)

@@ -87,6 +87,8 @@ void dh_stop(struct dh *d);
 const char *dh_log_tail(const struct dh *d, char *buf, size_t cap);
 /* Whether the daemon's log contains <needle>. */
 bool dh_log_contains(const struct dh *d, const char *needle);
+/* Whether the file at <path> contains <needle> (false when it cannot be read). */
+bool dh_file_contains(const char *path, const char *needle);
 
 /* Open another management connection. */
 void dh_connect(struct dh *d, struct swc *c);
